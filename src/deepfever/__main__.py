@@ -1,0 +1,3 @@
+from deepfever.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Dataset formats, samples and caches."""

@@ -1,0 +1,1 @@
+"""Detect faces and align them to the template the model was trained with."""

@@ -1,0 +1,35 @@
+"""Atomic file output: a reader never sees half a file, and nothing is overwritten silently."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+
+def refuse_overwrite(path: str | os.PathLike, overwrite: bool) -> None:
+    """Raise ``FileExistsError`` if ``path`` exists and the caller did not ask to overwrite it."""
+    if Path(path).exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass --overwrite (overwrite=True) to replace it.")
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success move it into place with ``os.replace``.
+
+    Example:
+        >>> with atomic_write("table.csv") as tmp:  # doctest: +SKIP
+        ...     frame.to_csv(tmp)
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
