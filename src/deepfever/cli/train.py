@@ -10,6 +10,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("overrides", nargs="*", help="key.subkey=value overrides, e.g. epochs=3 optim.lr=0.05")
     parser.add_argument("--resume", action="store_true", help="continue the run in output_dir from checkpoints/last")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run in output_dir")
+    parser.add_argument("--stop-after-epochs", type=int, default=0, help="end this call after N epochs (resume later)")
     parser.set_defaults(handler=run)
 
 
@@ -21,6 +22,6 @@ def run(args: argparse.Namespace) -> int:
     from deepfever.training.loop import train
 
     config = load_config(TrainConfig, args.config, args.overrides)
-    result = train(config, resume=args.resume, overwrite=args.overwrite)
+    result = train(config, resume=args.resume, overwrite=args.overwrite, stop_after_epochs=args.stop_after_epochs)
     print(json.dumps(result, indent=2))
     return 0

@@ -49,7 +49,8 @@ def load_image(source: str | os.PathLike | np.ndarray | Image.Image) -> np.ndarr
         raise ImageReadError(f"{path}: empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Our own limit below gives the message; PIL's warning would only repeat it.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 width, height = image.size
                 if width * height > MAX_IMAGE_PIXELS:
@@ -61,7 +62,9 @@ def load_image(source: str | os.PathLike | np.ndarray | Image.Image) -> np.ndarr
                 return np.asarray(_to_rgb(ImageOps.exif_transpose(image)))
     except ImageReadError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+    except Image.DecompressionBombError as error:
+        raise ImageReadError(f"{path}: image exceeds the limit of {MAX_IMAGE_PIXELS:,} pixels ({error})") from error
+    except UnidentifiedImageError as error:
         raise ImageReadError(f"{path}: not a readable image ({error.__class__.__name__})") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageReadError(f"{path}: corrupt or truncated image ({error})") from error

@@ -78,6 +78,11 @@ def create_model(name: str, **config_overrides: Any) -> ExpressionModel:
     """A model by registry name: an architecture (random init) or packaged ``arch.tag`` weights."""
     if name in list_architectures():
         return build_model(ModelConfig(arch=name, **config_overrides))
+    if name not in list_pretrained():
+        raise ValueError(
+            f"create_model: unknown model {name!r}; architectures: {', '.join(list_architectures())}; "
+            f"pretrained: {', '.join(list_pretrained()) or 'none'}"
+        )
     if config_overrides:
         raise ValueError(f"create_model: pretrained {name!r} carries its own config; got overrides {sorted(config_overrides)}")
     return load_model(name)

@@ -139,8 +139,12 @@ def _export(model: torch.nn.Module, model_config: ModelConfig, path: Path, info:
     save_model(model, path, info)
 
 
-def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
-    """Train, select on the validation split, export the best model; returns the final metrics."""
+def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, stop_after_epochs: int = 0) -> dict[str, Any]:
+    """Train, select on the validation split, export the best model; returns the final metrics.
+
+    ``stop_after_epochs`` > 0 ends this call after that many epochs (a time-boxed job); the
+    schedule still follows ``config.epochs``, so ``resume=True`` later continues exactly.
+    """
     output = Path(config.output_dir)
     last_checkpoint = output / "checkpoints" / "last.safetensors"
     if resume and not last_checkpoint.is_file():
@@ -189,7 +193,8 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
     images_all = torch.from_numpy(train_images)
     soft_all = torch.from_numpy(train_soft)
     use_bf16 = device.type == "cuda"
-    for epoch in range(start_epoch, config.epochs):
+    last_epoch = min(config.epochs, start_epoch + stop_after_epochs) if stop_after_epochs else config.epochs
+    for epoch in range(start_epoch, last_epoch):
         model.train()
         started = time.perf_counter()
         order = torch.randperm(len(images_all), generator=generator)
@@ -244,7 +249,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
         save_training_state(last_checkpoint, model, optimizer, scheduler, generator, {
             "epoch": epoch + 1, "best_accuracy": best_accuracy, "config": config_to_dict(config),
         })
-    result = {"best_valid_accuracy": best_accuracy, "epochs": config.epochs, "output_dir": str(output)}
+    result = {"best_valid_accuracy": best_accuracy, "epochs_done": last_epoch, "epochs": config.epochs, "output_dir": str(output)}
     with atomic_write(output / "metrics.json") as tmp:
         tmp.write_text(json.dumps({"final": rows[-1] if rows else None, **result}, indent=2))
     return result

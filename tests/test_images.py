@@ -1,0 +1,78 @@
+"""Bad input is normal input: every unreadable image gets a clear reason."""
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deepfever.errors import ImageReadError
+from deepfever.io.images import load_image
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"", "empty file"),
+        (b"this is not an image at all", "not a readable image"),
+        (_png_bytes(Image.new("RGB", (64, 64), "red"))[:80], "corrupt or truncated"),
+    ],
+)
+def test_unreadable_files_raise_with_a_reason(tmp_path, content, reason):
+    path = tmp_path / "bad.png"
+    path.write_bytes(content)
+    with pytest.raises(ImageReadError, match=reason):
+        load_image(path)
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path):
+    path = tmp_path / "bomb.png"
+    Image.new("1", (12000, 8000)).save(path)  # 96 megapixels, a few kilobytes on disk
+    with pytest.raises(ImageReadError, match="exceeds the limit"):
+        load_image(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ImageReadError, match="no such file"):
+        load_image(tmp_path / "nope.jpg")
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16", "LA", "CMYK"])
+def test_every_mode_becomes_rgb_uint8(tmp_path, mode):
+    base = Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8))
+    image = base.convert("L").convert("I;16") if mode == "I;16" else base.convert(mode)
+    path = tmp_path / ("x.tif" if mode == "CMYK" else "x.png")
+    image.save(path)
+    array = load_image(path)
+    assert array.shape == (20, 30, 3) and array.dtype == np.uint8
+
+
+def test_sixteen_bit_range_is_scaled_not_clipped(tmp_path):
+    array = np.full((4, 4), 65535, dtype=np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(array).save(path)
+    assert load_image(path).min() == 255
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    image = Image.new("RGB", (40, 20), "white")
+    image.paste((255, 0, 0), (0, 0, 10, 20))  # red strip on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    path = tmp_path / "rotated.jpg"
+    image.save(path, exif=exif, quality=95)
+    loaded = load_image(path)
+    assert loaded.shape == (40, 20, 3)
+    assert loaded[:10, :, 0].mean() > 200 and loaded[:10, :, 1].mean() < 80  # red strip now on top
+
+
+def test_arrays_are_accepted():
+    assert load_image(np.zeros((5, 6), np.uint8)).shape == (5, 6, 3)
+    assert load_image(np.zeros((5, 6, 4), np.uint8)).shape == (5, 6, 3)
+    with pytest.raises(ImageReadError, match="expected an"):
+        load_image(np.zeros((5, 6, 2)))
