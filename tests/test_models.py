@@ -71,3 +71,20 @@ def test_untrained_head_is_not_reported(tiny_model_file):
 def test_config_from_dict_rejects_unknown_keys():
     with pytest.raises(ValueError, match="unknown keys"):
         ModelConfig.from_dict({"arch": "fevernet_s", "colour": "red"})
+
+
+@pytest.mark.parametrize("arch", list_architectures())
+def test_batchnorm_fusion_keeps_the_function(arch):
+    from deepfever.models.fuse import fuse_batchnorm
+
+    torch.manual_seed(0)
+    model = create_model(arch).train()
+    images = torch.randn(8, 1, 48, 48)
+    for _ in range(3):  # give BatchNorm non-trivial running statistics
+        model(images * 2 + 1)
+    model.eval()
+    fused = fuse_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in fused.modules())
+    expected, actual = model(images), fused(images)
+    for key in ("embedding", "emotion"):
+        torch.testing.assert_close(actual[key], expected[key], atol=1e-4, rtol=1e-4)

@@ -21,6 +21,7 @@ from deepfever.io.images import load_image
 from deepfever.io.inputs import expand_inputs
 from deepfever.models import DEFAULT_MODEL, load_model
 from deepfever.models.checkpoint import resolve_weights
+from deepfever.models.fuse import fuse_batchnorm
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +107,8 @@ class Extractor:
 
         weights = resolve_weights(self.model)
         self.device_ = resolve_device(self.device)
-        self.model_ = load_model(weights, self.device_).to(memory_format=torch.channels_last)
+        # BatchNorm folded into the convolutions: same outputs, faster CPU inference.
+        self.model_ = fuse_batchnorm(load_model(weights, self.device_)).to(memory_format=torch.channels_last)
         config = self.model_.config
         if config.template is None:
             raise ValueError(f"Extractor.load: {weights} has no alignment template in its metadata; it cannot align faces")
