@@ -1,0 +1,76 @@
+"""Plot emotion probabilities (and valence/arousal) of each face track over a video's time."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from deepfever.io.atomic import atomic_write
+
+logger = logging.getLogger(__name__)
+
+
+def plot_timeline(table: pd.DataFrame, output_png: str | os.PathLike, track: int | Sequence[int] | None = None,
+                  max_tracks: int = 6) -> Path:
+    """Draw one panel per track, the track with the most rows first, and write a PNG atomically.
+
+    Args:
+        table: rows of ``extract_video`` / ``iter_video_rows`` (needs ``track``, ``time_s`` and ``p_*``).
+        output_png: where to write; the file appears complete or not at all.
+        track: only these track ids; default all, longest first, at most ``max_tracks`` panels.
+        max_tracks: panel limit when ``track`` is not given (short tracks are usually passers-by).
+
+    Returns the path written.
+
+    Example:
+        >>> plot_timeline(extract_video(Extractor(), "clip.mp4", fps=2), "timeline.png")  # doctest: +SKIP
+    """
+    from matplotlib.figure import Figure  # matplotlib is slow to import; only plotting needs it
+
+    missing = {"track", "time_s"} - set(table.columns)
+    emotions = [column for column in table.columns if column.startswith("p_")]
+    if missing or not emotions:
+        raise ValueError(
+            f"plot_timeline: expected a video table with 'track', 'time_s' and 'p_<emotion>' columns; missing "
+            f"{sorted(missing) or ['p_*']}. Make it with deepfever.video.extract_video"
+        )
+    counts = table["track"].value_counts()
+    order = sorted(counts.index, key=lambda key: (-counts[key], key))
+    if track is not None:
+        wanted = [track] if isinstance(track, int) else list(track)
+        unknown = sorted(set(wanted) - set(order))
+        if unknown:
+            raise ValueError(f"plot_timeline: no rows for track(s) {unknown}; the table has tracks {sorted(order)}")
+        order = [key for key in order if key in wanted]
+    elif len(order) > max_tracks:
+        logger.info("plot_timeline: drawing the %d longest of %d tracks", max_tracks, len(order))
+        order = order[:max_tracks]
+    if not order:
+        raise ValueError("plot_timeline: the table has no rows (no face was tracked); nothing to plot")
+    has_va = {"valence", "arousal"} <= set(table.columns)
+    figure = Figure(figsize=(10, 2.6 * len(order) + 0.6), layout="constrained")
+    axes = figure.subplots(len(order), 1, sharex=True, squeeze=False)[:, 0]
+    colours = {column: f"C{position % 10}" for position, column in enumerate(emotions)}
+    for axis, key in zip(axes, order):
+        rows = table[table["track"] == key].sort_values("time_s")
+        for column in emotions:
+            axis.plot(rows["time_s"], rows[column], color=colours[column], lw=1.4, label=column[2:])
+        axis.set_ylim(0, 1)
+        axis.set_ylabel("probability")
+        axis.set_title(f"track {key} ({len(rows)} frames)", loc="left", fontsize=10)
+        axis.grid(alpha=0.3)
+        if has_va:
+            twin = axis.twinx()
+            twin.plot(rows["time_s"], rows["valence"], "k--", lw=1.2, label="valence")
+            twin.plot(rows["time_s"], rows["arousal"], "k:", lw=1.2, label="arousal")
+            twin.set_ylim(-1, 1)
+            twin.set_ylabel("valence / arousal")
+            twin.legend(loc="upper right", fontsize=8)
+    axes[0].legend(loc="upper left", bbox_to_anchor=(1.08 if has_va else 1.01, 1), fontsize=8, frameon=False)
+    axes[-1].set_xlabel("time (s)")
+    with atomic_write(output_png) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    return Path(output_png)

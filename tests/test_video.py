@@ -1,0 +1,184 @@
+"""Video: frame decoding and sampling, face tracking, rows over time, timeline plot, annotated video."""
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from deepfever import Extractor
+from deepfever.faces.types import Face
+from deepfever.video import (FaceTracker, VideoReadError, extract_video, iter_frames, plot_timeline, probe_video,
+                             write_annotated_video)
+from deepfever.video.tracking import follow_faces
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CLIP = SHARED / "data/video/WolfgangLanger_Pexels.mp4"
+YUNET = SHARED / "models/face_detection_yunet_2026may.onnx"
+BUNDLED = Path(__file__).resolve().parents[1] / "src/deepfever/weights/fevernet_s.ferplus.safetensors"
+needs_clip = pytest.mark.skipif(not (CLIP.is_file() and YUNET.is_file()), reason="shared video or YuNet model absent")
+
+
+@pytest.fixture(scope="module")
+def synthetic_video(tmp_path_factory) -> Path:
+    """50 frames at 25 fps, 64x48, red; frame i carries its index as the green level (10 * i)."""
+    path = tmp_path_factory.mktemp("video") / "synthetic.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (64, 48))
+    for index in range(50):
+        frame = np.zeros((48, 64, 3), np.uint8)
+        frame[..., 2] = 220  # BGR: red
+        frame[..., 1] = 5 * index
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_every_frame_in_order_as_rgb(synthetic_video):
+    frames = list(iter_frames(synthetic_video))
+    assert [frame.index for frame in frames] == list(range(50))
+    np.testing.assert_allclose([frame.time_s for frame in frames], np.arange(50) / 25, atol=1e-3)
+    rgb = frames[20].rgb
+    assert rgb.shape == (48, 64, 3) and rgb.dtype == np.uint8
+    assert rgb[..., 0].mean() > 180 and rgb[..., 2].mean() < 40  # red is channel 0 after BGR -> RGB
+    assert abs(float(rgb[..., 1].mean()) - 100) < 12  # the frame's own content, not a neighbour's
+    assert probe_video(synthetic_video).frame_count == 50
+
+
+@pytest.mark.parametrize("fps, expected", [(5, list(range(0, 50, 5))), (10, [0, 3, 5, 8, 10, 13, 15, 18, 20]),
+                                           (100, list(range(50)))])
+def test_sampling_picks_first_frame_at_each_sample_time(synthetic_video, fps, expected):
+    frames = list(iter_frames(synthetic_video, fps=fps))
+    assert [frame.index for frame in frames][: len(expected)] == expected
+    times = np.array([frame.time_s for frame in frames])
+    assert len(frames) == len(set(frame.index for frame in frames)) and np.all(np.diff(times) > 0)
+    if fps < 25:
+        samples = np.arange(len(frames)) / fps
+        assert np.all(times >= samples - 1e-6) and np.all(times < samples + 1 / 25)
+
+
+def test_unreadable_inputs_fail_before_any_frame(tmp_path):
+    fake = tmp_path / "fake.mp4"
+    fake.write_bytes(b"this is not a video at all" * 10)
+    still = tmp_path / "still.png"
+    cv2.imwrite(str(still), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(VideoReadError, match="not a readable video|no decodable frame"):
+        next(iter_frames(fake))
+    with pytest.raises(VideoReadError, match="is an image"):
+        next(iter_frames(still))
+    with pytest.raises(FileNotFoundError, match="no such video"):
+        next(iter_frames(tmp_path / "missing.mp4"))
+    with pytest.raises(ValueError, match="positive"):
+        next(iter_frames(fake, fps=0))
+
+
+def test_track_survives_a_five_frame_miss_but_not_a_long_one():
+    tracker = FaceTracker(max_age=6, min_hits=2)
+    ids = []
+    for frame in range(40):
+        box = np.array([[100 + 2 * frame, 50, 180 + 2 * frame, 130]])
+        hidden = 10 <= frame < 15 or 25 <= frame < 33  # 5 frames, then 8 > max_age
+        ids.append(None if hidden else tracker.update(box)[0].id)
+        if hidden:
+            assert tracker.update(np.zeros((0, 4))) == []
+    assert ids[0] is None and ids[1:10] == [0] * 9 and ids[15:25] == [0] * 10
+    assert ids[33] is None and ids[34:] == [1] * 6  # a new face after the long gap, confirmed on its 2nd hit
+
+
+def test_one_frame_false_detection_never_gets_an_id():
+    tracker = FaceTracker(min_hits=3)
+    face = np.array([[0, 0, 50, 50]])
+    tracks = [tracker.update(face)[0] for _ in range(3)]
+    flash = tracker.update(np.concatenate([face, [[200, 200, 240, 240]]]))[1]
+    tracker.update(face)
+    assert tracks[0] is tracks[2] and tracks[2].id == 0
+    assert flash.id is None and flash.state == "deleted"
+
+
+@pytest.mark.parametrize("use_embeddings", [True, False])
+def test_crossing_faces_keep_their_ids(use_embeddings):
+    """Two faces pass each other, the one behind hidden while they overlap; detectors list faces left
+    to right, so their order also swaps. Motion prediction alone must carry the hidden face across."""
+    tracker = FaceTracker(max_age=5, min_hits=1)
+    looks = np.eye(4)[:2]
+    for frame in range(21):
+        a = np.array([10 * frame, 0, 10 * frame + 60, 60])  # moves right, in front
+        b = np.array([200 - 10 * frame, 12, 260 - 10 * frame, 72])  # moves left, behind
+        visible = [0] if 9 <= frame <= 11 else ([0, 1] if a[0] <= b[0] else [1, 0])
+        boxes, embeddings = np.stack([a, b])[visible], looks[visible]
+        tracks = tracker.update(boxes, embeddings if use_embeddings else None)
+        assert [track.id for track in tracks] == visible, f"frame {frame}"
+
+
+def test_follow_faces_moves_landmarks_with_the_image():
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur(rng.integers(0, 255, (200, 200), dtype=np.uint8), (5, 5), 0)
+    shifted = np.roll(texture, (3, 5), axis=(0, 1))  # content moves 5 px right, 3 px down
+    landmarks = np.array([[80, 80], [120, 80], [100, 100], [85, 120], [115, 120]], np.float32)
+    face = Face(box=np.array([60, 60, 140, 140], np.float32), landmarks=landmarks, score=0.9)
+    (moved,) = follow_faces(texture, shifted, [face])
+    np.testing.assert_allclose(moved.landmarks, landmarks + [5, 3], atol=0.3)
+    np.testing.assert_allclose(moved.box, face.box + [5, 3, 5, 3], atol=0.5)
+
+
+@pytest.fixture(scope="module")
+def clip_table(tiny_model_file):
+    """The shared clip at 2 frames/s through YuNet and a random-init model: tracking does not need training."""
+    from deepfever.faces.detect import create_detector
+
+    extractor = Extractor(model=tiny_model_file)
+    detector = create_detector("yunet", model_path=str(YUNET))
+    raw = extract_video(extractor, CLIP, fps=2, detector=detector, batch_size=16)
+    smooth = extract_video(extractor, CLIP, fps=2, detector=detector, smoothing=0.8)
+    return extractor, raw, smooth
+
+
+@needs_clip
+def test_clip_has_one_dominant_track(clip_table):
+    extractor, table, _ = clip_table
+    report = table.attrs["report"]
+    assert report["frames"] == 40 and list(table.columns[:4]) == ["path", "frame", "time_s", "track"]
+    assert set(extractor.columns()) < set(table.columns)
+    counts = table["track"].value_counts()
+    assert counts.index[0] == 0 and counts.iloc[0] >= 0.8 * report["frames"]
+    assert table["time_s"].is_monotonic_increasing and table["time_s"].max() < 20
+
+
+@needs_clip
+def test_smoothing_is_a_per_track_moving_average(clip_table):
+    extractor, raw, smooth = clip_table
+    columns = [f"p_{name}" for name in extractor.class_names_]
+    assert raw["frame"].tolist() == smooth["frame"].tolist()
+    np.testing.assert_allclose(np.stack(raw["embedding"]), np.stack(smooth["embedding"]), atol=1e-5)
+    for track in raw["track"].unique():
+        p = raw.loc[raw["track"] == track, columns].to_numpy()
+        expected = p.copy()
+        for t in range(1, len(p)):
+            expected[t] = 0.8 * expected[t - 1] + 0.2 * p[t]
+        np.testing.assert_allclose(smooth.loc[smooth["track"] == track, columns].to_numpy(), expected, atol=1e-5)
+    assert (smooth["emotion"] == np.array(extractor.class_names_)[smooth[columns].to_numpy().argmax(1)]).all()
+
+
+@needs_clip
+def test_timeline_and_annotated_video_are_written(clip_table, tmp_path):
+    _, table, _ = clip_table
+    png = plot_timeline(table, tmp_path / "plots" / "timeline.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and list(png.parent.iterdir()) == [png]
+    with pytest.raises(ValueError, match="no rows for track"):
+        plot_timeline(table, tmp_path / "none.png", track=99)
+    with pytest.raises(ValueError, match="'track', 'time_s'"):
+        plot_timeline(table.drop(columns="track"), tmp_path / "none.png")
+    video = write_annotated_video(CLIP, table, tmp_path / "annotated.mp4", fps=2)
+    info = probe_video(video)
+    assert (info.frame_count, info.width, info.height) == (40, 640, 360)
+    assert list(tmp_path.glob(".*")) == []  # no temporary files left behind
+
+
+@needs_clip
+@pytest.mark.skipif(not BUNDLED.is_file(), reason="bundled fevernet_s.ferplus weights absent")
+def test_bundled_model_sees_crying_turn_into_laughing(tmp_path):
+    from deepfever.faces.detect import create_detector
+
+    table = extract_video(Extractor(model=BUNDLED), CLIP, fps=2, detector=create_detector("yunet", model_path=str(YUNET)))
+    first, last = table[table["time_s"] < 5], table[table["time_s"] >= table["time_s"].max() - 5]
+    assert last["p_happy"].mean() > first["p_happy"].mean() + 0.2
+    assert first["p_sad"].mean() > last["p_sad"].mean() + 0.1
+    assert plot_timeline(table, tmp_path / "timeline.png").stat().st_size > 10_000
