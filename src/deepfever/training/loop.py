@@ -1,17 +1,21 @@
-"""The supervised training loop: soft-label cross-entropy, augmentation, cosine schedule, selection.
+"""The training loop: mixed batches, a multi-task objective, hooks, exact resume, 1..N processes.
 
-One function, ``train(config)``, writes everything a run produces into ``config.output_dir``:
-``config.yaml`` (resolved), ``environment.json`` (versions, device), ``metrics.csv`` and
-``curves.png`` (per epoch), ``checkpoints/last.safetensors`` (exact resume) and the selected
-model ``<export_name>.safetensors`` + ``.json`` with its validation metrics.
+``train(config)`` writes everything a run produces into ``config.output_dir`` (rank 0 only):
+``config.yaml`` (resolved), ``environment.json`` (versions, device, world size), ``metrics.csv``
+and ``curves.png`` (per epoch, every loss term), ``checkpoints/last.safetensors`` (exact resume,
+also mid-epoch) and the selected model ``<export_name>.safetensors`` + ``.json`` with its
+validation metrics and training lineage. Under ``torchrun`` the same call trains with DDP.
+
+Example (one process, or ``torchrun --nproc-per-node 4 -m deepfever train ...``):
+    >>> from deepfever.config import load_config                       # doctest: +SKIP
+    >>> train(load_config(TrainConfig, "configs/ferplus.yaml", ["epochs=1"]))  # doctest: +SKIP
 """
 from __future__ import annotations
 
-import csv
+import contextlib
 import json
 import logging
 import math
-import os
 import platform
 import sys
 import time
@@ -28,59 +32,52 @@ from deepfever.config import config_to_dict
 from deepfever.data.arrays import load_grey_array
 from deepfever.data.formats import read_dataset
 from deepfever.data.labels import EMOTIONS
+from deepfever.data.sampling import MixingSampler, allocate
+from deepfever.data.triplets import vote_triplets
 from deepfever.evaluation.metrics import classification_summary
 from deepfever.evaluation.predict import predict_arrays
+from deepfever.evaluation.triplets import triplet_accuracy
 from deepfever.io.atomic import atomic_write
-from deepfever.models import ModelConfig, build_model, save_model
+from deepfever.models import HEADS, ModelConfig, build_model, save_model
 from deepfever.models.preprocess import normalize
 from deepfever.training.augment import augment_batch
 from deepfever.training.config import TrainConfig
-from deepfever.training.losses import SoftCrossEntropy
+from deepfever.training.data import assemble, has_labels, load_primary, load_source, steps_per_epoch
+from deepfever.training.distributed import DistributedContext, init_distributed
+from deepfever.training.hooks import CheckpointHook, EvaluationHook, Hook, read_metrics
 from deepfever.training.state import load_training_state, save_training_state
+from deepfever.training.task import ExpressionTask, active_terms, load_teacher, trained_heads
 
 logger = logging.getLogger(__name__)
-
-METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_accuracy", "valid_accuracy", "valid_macro_f1", "seconds", "images_per_second")
 
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; the message names the step and every loss term."""
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was requested but CUDA is not available; use --device cpu or auto")
-    return torch.device(name)
-
-
-def environment_report(device: torch.device) -> dict[str, Any]:
-    import numpy
-
+def environment_report(device: torch.device, world_size: int = 1) -> dict[str, Any]:
     return {
         "deepfever": __version__,
         "python": sys.version.split()[0],
         "torch": torch.__version__,
-        "numpy": numpy.__version__,
+        "numpy": np.__version__,
         "platform": platform.platform(),
         "device": str(device),
         "cuda_device": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "world_size": world_size,
         "torch_threads": torch.get_num_threads(),
         "command": " ".join(sys.argv),
     }
 
 
-def _load_split(config: TrainConfig, split: str, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Images (N, S, S) uint8, soft targets (N, 8), majority labels (N,) of one split."""
-    options = {"keep_ambiguous": config.data.keep_ambiguous} if split == config.data.train_split else {}
-    samples = read_dataset(config.data.format, config.data.root, **options)[split].samples
-    if limit:
-        samples = samples[:limit]
-    images = load_grey_array(samples, 48)
-    soft = np.stack([s.soft_label if s.soft_label is not None else np.eye(8, dtype=np.float32)[s.label] for s in samples])
-    labels = np.array([s.label for s in samples], dtype=np.int64)
-    return images, soft.astype(np.float32), labels
+def step_seed(seed: int, slot: int) -> int:
+    """Seed of the random numbers (augmentation, dropout) of one slot of micro-batches.
+
+    ``slot = sampler position x world size + rank`` numbers the per-process slices of the data
+    stream, so N processes draw what one process with N accumulation steps draws, and seeding
+    by position instead of carrying generator state makes resuming exact for free.
+    """
+    return int(np.random.SeedSequence([seed, slot]).generate_state(1, np.uint64)[0] >> 1)
 
 
 def _schedule(config: TrainConfig, steps_per_epoch: int):
@@ -96,41 +93,6 @@ def _schedule(config: TrainConfig, steps_per_epoch: int):
     return factor
 
 
-def _plot_curves(rows: list[dict[str, float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [row["epoch"] for row in rows]
-    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
-    loss_axis.plot(epochs, [row["train_loss"] for row in rows], marker="o")
-    loss_axis.set(title="training loss", xlabel="epoch", ylabel="soft cross-entropy")
-    accuracy_axis.plot(epochs, [row["train_accuracy"] for row in rows], marker="o", label="train (augmented)")
-    accuracy_axis.plot(epochs, [row["valid_accuracy"] for row in rows], marker="o", label="valid (majority)")
-    accuracy_axis.set(title="accuracy", xlabel="epoch", ylim=(0, 1))
-    accuracy_axis.legend()
-    figure.tight_layout()
-    with atomic_write(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
-    plt.close(figure)
-
-
-def _read_metrics(path: Path) -> list[dict[str, float]]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as handle:
-        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
-
-
-def _write_metrics(rows: list[dict[str, float]], path: Path) -> None:
-    with atomic_write(path) as tmp:
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
-
-
 def _export(model: torch.nn.Module, model_config: ModelConfig, path: Path, info: dict[str, Any]) -> None:
     """Save the selected model with the alignment template that matches the training framing."""
     from deepfever.faces.template import load_default_template
@@ -139,117 +101,239 @@ def _export(model: torch.nn.Module, model_config: ModelConfig, path: Path, info:
     save_model(model, path, info)
 
 
-def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, stop_after_epochs: int = 0) -> dict[str, Any]:
+class Trainer:
+    """State of one run on one process; ``train`` builds it and calls ``run``."""
+
+    def __init__(self, config: TrainConfig, context: DistributedContext, resume: bool, overwrite: bool) -> None:
+        self.config, self.context = config, context
+        self.output = Path(config.output_dir)
+        self.last_checkpoint = self.output / "checkpoints" / "last.safetensors"
+        if resume and not self.last_checkpoint.is_file():
+            raise FileNotFoundError(f"train: --resume asked for {self.last_checkpoint}, which does not exist")
+        if not resume and self.output.exists() and any(self.output.iterdir()) and not overwrite:
+            raise FileExistsError(f"train: {self.output} already holds a run; pass --resume to continue it or --overwrite to replace it")
+        context.barrier()  # every rank has checked the output folder before rank 0 writes into it
+        if config.num_threads:
+            torch.set_num_threads(config.num_threads)
+        torch.manual_seed(config.seed)  # model initialisation: identical on every rank
+        self.device = context.device
+        if context.is_main:
+            self.output.mkdir(parents=True, exist_ok=True)
+            with atomic_write(self.output / "config.yaml") as tmp:
+                tmp.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+            with atomic_write(self.output / "environment.json") as tmp:
+                tmp.write_text(json.dumps(environment_report(self.device, context.world_size), indent=2))
+
+        self.model_config = ModelConfig(arch=config.model.arch, embedding_dim=config.model.embedding_dim,
+                                        trained_heads=trained_heads(config.loss))
+        size = self.model_config.input_size
+        self.sources = [load_primary(config.data, size)] + [load_source(source, size, config.seed) for source in config.sources]
+        self.valid_images, self.valid_labels, self.valid_triplets = self._load_valid(size)
+        for source in self.sources:
+            logger.info("train source %s", source.describe())
+        logger.info("valid %d images; device %s; %d process(es)", len(self.valid_images), self.device, context.world_size)
+
+        per_micro_batch, remainder = divmod(config.batch_size, context.world_size * config.accumulate_steps)
+        if remainder or per_micro_batch < 1:
+            raise ValueError(
+                f"train: batch_size {config.batch_size} must be a multiple of processes x accumulate_steps "
+                f"({context.world_size} x {config.accumulate_steps})"
+            )
+        ratios = [config.data.ratio] + [source.ratio for source in config.sources]
+        counts = allocate(per_micro_batch, ratios, [source.unit_size for source in self.sources])
+        self.sampler = MixingSampler([source.units for source in self.sources], counts, config.seed, context.rank, context.world_size)
+        self.steps_per_epoch = steps_per_epoch(self.sources[0], counts[0] * context.world_size * config.accumulate_steps,
+                                               config.steps_per_epoch)
+
+        self.model = build_model(self.model_config).to(self.device).to(memory_format=torch.channels_last)
+        for head in HEADS:  # an untrained head gets no gradient; freezing it also keeps DDP from waiting for one
+            getattr(self.model, head).requires_grad_(head in self.model_config.trained_heads)
+        decay = [p for p in self.model.parameters() if p.ndim > 1]
+        no_decay = [p for p in self.model.parameters() if p.ndim <= 1]
+        self.optimizer = torch.optim.SGD(
+            [{"params": decay, "weight_decay": config.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=config.optim.lr, momentum=config.optim.momentum, nesterov=True,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(config, self.steps_per_epoch))
+        teacher, self.lineage = (None, {"lineage": [], "generation": 0})
+        if config.distill.teacher:
+            teacher, self.lineage = load_teacher(config.distill.teacher, self.device)
+        forward_model: torch.nn.Module = self.model
+        if context.distributed:
+            forward_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if config.compile:
+            forward_model = torch.compile(forward_model)
+        self.task = ExpressionTask(forward_model, config.loss, config.distill, self.model_config, teacher)
+        self.terms = ("loss", *active_terms(config.loss))
+        self.hooks: list[Hook] = [EvaluationHook(), CheckpointHook(config.checkpoint_every_steps)]
+
+        self.step, self.best_accuracy = 0, -1.0
+        self.rows = read_metrics(self.output / "metrics.csv") if resume else []
+        self.epoch_totals = self._empty_totals()
+        if resume:
+            self._restore()
+
+    @property
+    def epoch(self) -> int:
+        """Completed epochs."""
+        return self.step // self.steps_per_epoch
+
+    def _empty_totals(self) -> dict[str, float]:
+        return {**{term: 0.0 for term in self.terms}, "steps": 0, "correct": 0, "labelled": 0, "seconds": 0.0}
+
+    def _load_valid(self, size: int):
+        data = self.config.data
+        samples = read_dataset(data.format, data.root)[data.valid_split].samples[: data.limit_valid or None]
+        images = load_grey_array(samples, size)
+        labels = np.array([sample.label for sample in samples], dtype=np.int64)
+        triplets = None
+        if self.config.eval_triplets:
+            triplets = vote_triplets(np.stack([sample.soft_label for sample in samples]), self.config.eval_triplets, seed=self.config.seed)
+        return images, labels, triplets
+
+    def _restore(self) -> None:
+        document = load_training_state(self.last_checkpoint, self.model, self.optimizer, self.scheduler)
+        # Checkpoints from before mid-epoch resume hold neither step nor sampler: they end an epoch.
+        self.step = document.get("step", document["epoch"] * self.steps_per_epoch)
+        self.sampler.load_state_dict(document.get("sampler", {"position": self.step * self.config.accumulate_steps}))
+        self.best_accuracy = document["best_accuracy"]
+        self.epoch_totals = document.get("epoch_totals", self._empty_totals())
+        self.rows = [row for row in self.rows if row["epoch"] <= self.epoch]
+        logger.info("resumed from %s at step %d (epoch %d + %d steps)", self.last_checkpoint, self.step, self.epoch,
+                    self.step % self.steps_per_epoch)
+
+    def next_batch(self) -> dict[str, torch.Tensor]:
+        """The next micro-batch of this process: mixed, augmented, normalised, on the device."""
+        slot = self.sampler.position * self.context.world_size + self.context.rank
+        generator = torch.Generator().manual_seed(step_seed(self.config.seed, slot))
+        torch.manual_seed(step_seed(self.config.seed + 1, slot))  # dropout
+        batch = assemble(self.sources, next(self.sampler))
+        images = batch["images"].unsqueeze(1).float().div_(255.0)
+        images = augment_batch(images, self.config.augment, generator)
+        batch["images"] = normalize(images, self.model_config).contiguous(memory_format=torch.channels_last)
+        return {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
+
+    def train_step(self) -> dict[str, float]:
+        """One optimiser step over ``accumulate_steps`` micro-batches; returns the process-averaged terms."""
+        accumulate = self.config.accumulate_steps
+        sums = torch.zeros(len(self.terms) + 2, dtype=torch.float64)
+        self.optimizer.zero_grad(set_to_none=True)
+        for micro in range(accumulate):
+            batch = self.next_batch()
+            last = micro == accumulate - 1
+            no_sync = getattr(self.task.model, "no_sync", None)
+            with (contextlib.nullcontext() if last or no_sync is None else no_sync()):
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                    terms, outputs = self.task(batch)
+                (terms["loss"] / accumulate).backward()
+            rows = has_labels(batch["soft"])
+            correct = (outputs["emotion"][rows].argmax(1) == batch["soft"][rows].argmax(1)).sum()
+            values = torch.stack([terms[name].detach().float() / accumulate for name in self.terms]).cpu().double()
+            sums += torch.cat([values, torch.stack([correct, rows.sum()]).cpu().double()])
+        sums = self.context.mean(sums.to(self.device)).cpu()  # NCCL reduces device tensors only
+        result = {name: float(value) for name, value in zip(self.terms, sums)}
+        if not all(math.isfinite(value) for value in result.values()):
+            raise NonFiniteLossError(
+                f"train: loss is {result['loss']} at epoch {self.epoch + 1}, step {self.step % self.steps_per_epoch}: {result}"
+            )
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        totals = self.epoch_totals
+        for name in self.terms:
+            totals[name] += result[name]
+        totals["steps"] += 1
+        totals["correct"] += float(sums[-2]) * self.context.world_size
+        totals["labelled"] += float(sums[-1]) * self.context.world_size
+        return result
+
+    def evaluate_and_select(self) -> dict[str, float]:
+        """Score the epoch's model on the validation split; export it if it is the best so far."""
+        config, totals = self.config, self.epoch_totals
+        prediction = predict_arrays(self.model, self.valid_images, flip_tta=config.eval_flip_tta, device=self.device)
+        summary = classification_summary(self.valid_labels, prediction["probabilities"].argmax(1), EMOTIONS)
+        row = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"]}
+        row.update({f"train_{name}": totals[name] / max(1, totals["steps"]) for name in self.terms})
+        row.update({"train_accuracy": totals["correct"] / max(1, totals["labelled"]),
+                    "valid_accuracy": summary["accuracy"], "valid_macro_f1": summary["macro_f1"]})
+        metrics: dict[str, Any] = {f"{config.data.format}_{config.data.valid_split}": {k: summary[k] for k in ("n", "accuracy", "macro_f1")}}
+        if self.valid_triplets is not None:
+            triplets = triplet_accuracy(prediction["embedding"], self.valid_triplets)
+            row["valid_triplet_accuracy"] = triplets["accuracy"]
+            metrics[f"{config.data.format}_{config.data.valid_split}_vote_triplets"] = triplets
+        row.update({"seconds": totals["seconds"],
+                    "images_per_second": totals["steps"] * config.batch_size / max(totals["seconds"], 1e-9)})
+        logger.info("epoch %d/%d %s", self.epoch, config.epochs, {k: round(v, 4) for k, v in row.items() if k != "epoch"})
+        if self.epoch >= config.select_from_epoch and summary["accuracy"] > self.best_accuracy:
+            self.best_accuracy = summary["accuracy"]
+            environment = environment_report(self.device, self.context.world_size)
+            data = [f"{source.describe()}" for source in self.sources]
+            _export(self.model, self.model_config, self.output / f"{config.export_name}.safetensors", {
+                "training": {
+                    "data": "; ".join(data),
+                    "losses": {name: getattr(config.loss, name) for name in self.terms[1:]},
+                    "teacher": config.distill.teacher or None,
+                    "generation": self.lineage["generation"],
+                    "lineage": self.lineage["lineage"],
+                    "selected_on": f"{config.data.format}:{config.data.valid_split}, epoch {self.epoch} of {config.epochs}",
+                    "config": config_to_dict(config),
+                    "command": environment["command"],
+                    "environment": environment,
+                },
+                "metrics": {**metrics, "flip_tta": config.eval_flip_tta},
+            })
+        return row
+
+    def save_checkpoint(self) -> None:
+        if self.context.is_main:
+            save_training_state(self.last_checkpoint, self.model, self.optimizer, self.scheduler, {
+                "step": self.step, "epoch": self.epoch, "best_accuracy": self.best_accuracy,
+                "epoch_totals": self.epoch_totals, "sampler": self.sampler.state_dict(),
+                "rng": {"scheme": "per micro-batch seeds from (seed, sampler position x world size + rank)", "seed": self.config.seed},
+                "world_size": self.context.world_size, "config": config_to_dict(self.config),
+            })
+        self.context.barrier()
+
+    def run(self, stop_after_epochs: int = 0, stop_after_steps: int = 0) -> dict[str, Any]:
+        config = self.config
+        end = config.epochs * self.steps_per_epoch
+        if stop_after_epochs:
+            end = min(end, (self.epoch + stop_after_epochs) * self.steps_per_epoch)
+        if stop_after_steps:
+            end = min(end, self.step + stop_after_steps)
+        self.task.train()
+        while self.step < end:
+            started = time.perf_counter()
+            self.train_step()
+            self.epoch_totals["seconds"] += time.perf_counter() - started
+            for hook in self.hooks:
+                hook.after_step(self)
+            if self.step % self.steps_per_epoch == 0:
+                for hook in self.hooks:
+                    hook.after_epoch(self)
+                self.epoch_totals = self._empty_totals()
+                self.task.train()
+        if self.step % self.steps_per_epoch:
+            self.save_checkpoint()  # stopped mid-epoch: resume continues from exactly here
+        result = {"best_valid_accuracy": self.best_accuracy, "epochs_done": self.epoch, "epochs": config.epochs,
+                  "steps_done": self.step, "output_dir": str(self.output)}
+        if self.context.is_main:
+            with atomic_write(self.output / "metrics.json") as tmp:
+                tmp.write_text(json.dumps({"final": self.rows[-1] if self.rows else None, **result}, indent=2))
+        return result
+
+
+def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, stop_after_epochs: int = 0,
+          stop_after_steps: int = 0) -> dict[str, Any]:
     """Train, select on the validation split, export the best model; returns the final metrics.
 
-    ``stop_after_epochs`` > 0 ends this call after that many epochs (a time-boxed job); the
-    schedule still follows ``config.epochs``, so ``resume=True`` later continues exactly.
+    ``stop_after_epochs`` / ``stop_after_steps`` > 0 end this call early (a time-boxed job); the
+    schedule still follows ``config.epochs``, so ``resume=True`` later continues exactly, also from
+    the middle of an epoch. Runs as one process, or as one rank of a ``torchrun`` job.
     """
-    output = Path(config.output_dir)
-    last_checkpoint = output / "checkpoints" / "last.safetensors"
-    if resume and not last_checkpoint.is_file():
-        raise FileNotFoundError(f"train: --resume asked for {last_checkpoint}, which does not exist")
-    if not resume and output.exists() and any(output.iterdir()) and not overwrite:
-        raise FileExistsError(f"train: {output} already holds a run; pass --resume to continue it or --overwrite to replace it")
-    output.mkdir(parents=True, exist_ok=True)
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    torch.manual_seed(config.seed)
-    device = resolve_device(config.device)
-    with atomic_write(output / "config.yaml") as tmp:
-        tmp.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
-    with atomic_write(output / "environment.json") as tmp:
-        tmp.write_text(json.dumps(environment_report(device), indent=2))
-
-    train_images, train_soft, _ = _load_split(config, config.data.train_split, config.data.limit_train)
-    valid_images, _, valid_labels = _load_split(config, config.data.valid_split, config.data.limit_valid)
-    logger.info("train %d images, valid %d images, device %s", len(train_images), len(valid_images), device)
-
-    model_config = ModelConfig(
-        arch=config.model.arch,
-        embedding_dim=config.model.embedding_dim,
-        trained_heads=("emotion",),
-    )
-    model = build_model(model_config).to(device).to(memory_format=torch.channels_last)
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    optimizer = torch.optim.SGD(
-        [{"params": decay, "weight_decay": config.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.optim.lr, momentum=config.optim.momentum, nesterov=True,
-    )
-    steps_per_epoch = len(train_images) // config.batch_size
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, steps_per_epoch))
-    generator = torch.Generator().manual_seed(config.seed)
-    loss_function = SoftCrossEntropy()
-
-    start_epoch, best_accuracy = 0, -1.0
-    rows = _read_metrics(output / "metrics.csv")
-    if resume:
-        document = load_training_state(last_checkpoint, model, optimizer, scheduler, generator)
-        start_epoch, best_accuracy = document["epoch"], document["best_accuracy"]
-        rows = [row for row in rows if row["epoch"] <= start_epoch]
-        logger.info("resumed from %s at epoch %d", last_checkpoint, start_epoch)
-
-    images_all = torch.from_numpy(train_images)
-    soft_all = torch.from_numpy(train_soft)
-    use_bf16 = device.type == "cuda"
-    last_epoch = min(config.epochs, start_epoch + stop_after_epochs) if stop_after_epochs else config.epochs
-    for epoch in range(start_epoch, last_epoch):
-        model.train()
-        started = time.perf_counter()
-        order = torch.randperm(len(images_all), generator=generator)
-        total_loss, total_correct, seen = 0.0, 0, 0
-        for step in range(steps_per_epoch):
-            index = order[step * config.batch_size : (step + 1) * config.batch_size]
-            images = images_all[index].unsqueeze(1).float().div_(255.0)
-            images = augment_batch(images, config.augment, generator)
-            images = normalize(images, model_config).to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            target = soft_all[index].to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                logits = model(images)["emotion"]
-            loss = loss_function(logits, target)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(f"train: loss is {loss.item()} at epoch {epoch + 1}, step {step}: {{'soft_ce': {loss.item()}}}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total_loss += loss.item() * len(index)
-            total_correct += int((logits.argmax(1) == target.argmax(1)).sum())
-            seen += len(index)
-        seconds = time.perf_counter() - started
-        prediction = predict_arrays(model, valid_images, flip_tta=config.eval_flip_tta, device=device)
-        summary = classification_summary(valid_labels, prediction["probabilities"].argmax(1), EMOTIONS)
-        row = {
-            "epoch": epoch + 1,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": total_loss / max(1, seen),
-            "train_accuracy": total_correct / max(1, seen),
-            "valid_accuracy": summary["accuracy"],
-            "valid_macro_f1": summary["macro_f1"],
-            "seconds": seconds,
-            "images_per_second": seen / seconds,
-        }
-        rows.append(row)
-        logger.info("epoch %d/%d %s", epoch + 1, config.epochs, {k: round(v, 4) for k, v in row.items() if k != "epoch"})
-        if epoch + 1 >= config.select_from_epoch and summary["accuracy"] > best_accuracy:
-            best_accuracy = summary["accuracy"]
-            _export(model, model_config, output / f"{config.export_name}.safetensors", {
-                "training": {
-                    "data": f"{config.data.format}:{config.data.train_split} ({len(train_images)} images, soft vote targets)",
-                    "selected_on": f"{config.data.format}:{config.data.valid_split}, epoch {epoch + 1} of {config.epochs}",
-                    "config": config_to_dict(config),
-                    "command": environment_report(device)["command"],
-                    "environment": environment_report(device),
-                },
-                "metrics": {f"{config.data.format}_{config.data.valid_split}": {k: summary[k] for k in ("n", "accuracy", "macro_f1")}, "flip_tta": config.eval_flip_tta},
-            })
-        _write_metrics(rows, output / "metrics.csv")
-        _plot_curves(rows, output / "curves.png")
-        save_training_state(last_checkpoint, model, optimizer, scheduler, generator, {
-            "epoch": epoch + 1, "best_accuracy": best_accuracy, "config": config_to_dict(config),
-        })
-    result = {"best_valid_accuracy": best_accuracy, "epochs_done": last_epoch, "epochs": config.epochs, "output_dir": str(output)}
-    with atomic_write(output / "metrics.json") as tmp:
-        tmp.write_text(json.dumps({"final": rows[-1] if rows else None, **result}, indent=2))
-    return result
+    context = init_distributed(config.device)
+    try:
+        return Trainer(config, context, resume, overwrite).run(stop_after_epochs, stop_after_steps)
+    finally:
+        context.close()

@@ -1,0 +1,92 @@
+"""Hooks the training loop calls after each optimiser step and each epoch (rank 0 writes files).
+
+``EvaluationHook`` scores the validation split, exports the best model and writes ``metrics.csv``
+and ``curves.png``; ``CheckpointHook`` writes ``checkpoints/last`` every N steps and every epoch.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from deepfever.io.atomic import atomic_write
+
+if TYPE_CHECKING:  # pragma: no cover - import for type hints only
+    from deepfever.training.loop import Trainer
+
+
+class Hook:
+    def after_step(self, trainer: "Trainer") -> None:
+        """Called on every process after each optimiser step."""
+
+    def after_epoch(self, trainer: "Trainer") -> None:
+        """Called on every process after the last step of an epoch."""
+
+
+class EvaluationHook(Hook):
+    def after_epoch(self, trainer: "Trainer") -> None:
+        if trainer.context.is_main:
+            row = trainer.evaluate_and_select()
+            trainer.rows.append(row)
+            write_metrics(trainer.rows, trainer.output / "metrics.csv")
+            plot_curves(trainer.rows, trainer.output / "curves.png")
+        trainer.best_accuracy = trainer.context.broadcast(trainer.best_accuracy)
+
+
+class CheckpointHook(Hook):
+    def __init__(self, every_steps: int) -> None:
+        self.every_steps = every_steps
+
+    def after_step(self, trainer: "Trainer") -> None:
+        if self.every_steps and trainer.step % self.every_steps == 0 and trainer.step % trainer.steps_per_epoch:
+            trainer.save_checkpoint()
+
+    def after_epoch(self, trainer: "Trainer") -> None:
+        trainer.save_checkpoint()
+
+
+def read_metrics(path: Path) -> list[dict[str, float]]:
+    """Rows of ``metrics.csv``; a column an older run did not write reads as NaN."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        rows = [{key: float(value) if value not in ("", None) else math.nan for key, value in row.items()} for row in csv.DictReader(handle)]
+    for row in rows:
+        row["epoch"] = int(row["epoch"])
+    return rows
+
+
+def write_metrics(rows: list[dict[str, float]], path: Path) -> None:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with atomic_write(path) as tmp:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def plot_curves(rows: list[dict[str, float]], path: Path) -> None:
+    """Every training loss term, and train/valid accuracy, per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in rows]
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    for key in rows[-1]:
+        if key.startswith("train_") and key != "train_accuracy":
+            loss_axis.plot(epochs, [row.get(key, math.nan) for row in rows], marker="o", label=key[6:])
+    loss_axis.set(title="training loss terms", xlabel="epoch")
+    loss_axis.legend()
+    accuracy_axis.plot(epochs, [row["train_accuracy"] for row in rows], marker="o", label="train (augmented)")
+    accuracy_axis.plot(epochs, [row["valid_accuracy"] for row in rows], marker="o", label="valid (majority)")
+    if "valid_triplet_accuracy" in rows[-1]:
+        accuracy_axis.plot(epochs, [row.get("valid_triplet_accuracy", math.nan) for row in rows], marker="o", label="valid triplets")
+    accuracy_axis.set(title="accuracy", xlabel="epoch", ylim=(0, 1))
+    accuracy_axis.legend()
+    figure.tight_layout()
+    with atomic_write(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    plt.close(figure)

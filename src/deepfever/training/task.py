@@ -1,0 +1,122 @@
+"""The training task: owns the model, the weighted losses and the (frozen) teacher.
+
+``task(batch)`` returns ``({"loss": total, term: value, ...}, model outputs)``; the loop logs
+every term. The teacher, when there is one, stays in eval mode with gradients off and is never
+wrapped in DDP: it sees the same augmented images as the student ("consistent teaching"), so the
+student learns the teacher's function rather than its answers on clean images only.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepfever.models import ExpressionModel, ModelConfig, load_model
+from deepfever.models.checkpoint import resolve_weights
+from deepfever.training.config import DistillSection, LossSection
+from deepfever.training.data import has_labels
+from deepfever.training.losses import ConcordanceLoss, EmbeddingDistillation, FecTripletLoss, SoftCrossEntropy, SoftenedKLDivergence
+
+TERMS = ("soft_ce", "ccc", "triplet", "distill_kl", "distill_embedding")
+
+
+def active_terms(loss: LossSection) -> tuple[str, ...]:
+    """Terms with a non-zero weight, in a fixed order."""
+    return tuple(name for name in TERMS if getattr(loss, name) != 0)
+
+
+def trained_heads(loss: LossSection) -> tuple[str, ...]:
+    """Heads whose outputs a run with these weights teaches the model."""
+    heads = ("emotion",) if loss.soft_ce or loss.distill_kl else ()
+    return heads + (("valence_arousal",) if loss.ccc else ())
+
+
+class ExpressionTask(nn.Module):
+    """Weighted sum of the active loss terms on one mixed batch.
+
+    Args:
+        model: the student (possibly DDP-wrapped or compiled); ``model(images)`` returns the output dict.
+        loss: term weights and triplet margins.
+        distill: temperature and embedding distance for the teacher terms.
+        teacher: frozen model that provides distillation targets (needed when a distill weight is set).
+        student_config: the student's preprocessing, to re-normalise images for a teacher that differs.
+    """
+
+    def __init__(self, model: nn.Module, loss: LossSection, distill: DistillSection, student_config: ModelConfig,
+                 teacher: ExpressionModel | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.weights = {name: getattr(loss, name) for name in active_terms(loss)}
+        if not self.weights:
+            raise ValueError("ExpressionTask: every loss weight is 0; set at least one of " + ", ".join(TERMS))
+        needs_teacher = bool(loss.distill_kl or loss.distill_embedding)
+        if needs_teacher != (teacher is not None):
+            raise ValueError(
+                "ExpressionTask: distillation weights need a teacher (set distill.teacher) and a teacher needs a distill weight; "
+                f"got distill_kl={loss.distill_kl}, distill_embedding={loss.distill_embedding}, teacher={'yes' if teacher else 'no'}"
+            )
+        self.soft_ce = SoftCrossEntropy()
+        self.ccc = ConcordanceLoss()
+        self.triplet = FecTripletLoss({1: loss.one_class_margin, 2: loss.multi_class_margin, 3: loss.multi_class_margin})
+        self.distill_kl = SoftenedKLDivergence(distill.temperature)
+        self.distill_embedding = EmbeddingDistillation(distill.embedding_distance)
+        self.student_config = student_config
+        self.teacher = teacher
+        if teacher is not None:
+            if teacher.config.input_size != student_config.input_size or teacher.config.in_chans != student_config.in_chans:
+                raise ValueError(
+                    f"ExpressionTask: teacher takes {teacher.config.in_chans}x{teacher.config.input_size}px crops, the student "
+                    f"{student_config.in_chans}x{student_config.input_size}px; distil between models with the same input"
+                )
+            teacher.requires_grad_(False)
+            teacher.eval()
+
+    def train(self, mode: bool = True) -> "ExpressionTask":
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()  # the teacher's BatchNorm and dropout never switch to training behaviour
+        return self
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        images = batch["images"]
+        outputs = self.model(images)
+        terms: dict[str, torch.Tensor] = {}
+        if "soft_ce" in self.weights:
+            rows = has_labels(batch["soft"])
+            terms["soft_ce"] = self.soft_ce(outputs["emotion"][rows], batch["soft"][rows])
+        if "ccc" in self.weights:
+            terms["ccc"] = self.ccc(outputs["valence_arousal"], batch["valence_arousal"])
+        if "triplet" in self.weights:
+            terms["triplet"] = self.triplet(outputs["embedding"], batch["triplets"], batch["types"])
+        if self.teacher is not None:
+            with torch.no_grad():
+                targets = self.teacher(self._teacher_inputs(images))
+            if "distill_kl" in self.weights:
+                terms["distill_kl"] = self.distill_kl(outputs["emotion"], targets["emotion"])
+            if "distill_embedding" in self.weights:
+                terms["distill_embedding"] = self.distill_embedding(outputs["embedding"], targets["embedding"])
+        total = sum(self.weights[name] * value for name, value in terms.items())
+        return {"loss": total, **terms}, outputs
+
+    def _teacher_inputs(self, images: torch.Tensor) -> torch.Tensor:
+        student, teacher = self.student_config, self.teacher.config
+        if (student.mean, student.std) == (teacher.mean, teacher.std):
+            return images
+        return (images * student.std + student.mean - teacher.mean) / teacher.std
+
+
+def load_teacher(name_or_path: str, device: torch.device) -> tuple[ExpressionModel, dict[str, Any]]:
+    """The frozen teacher and its lineage entry (file, sha256, what it was trained on, its own lineage)."""
+    weights = resolve_weights(name_or_path)
+    teacher = load_model(weights, device=device)
+    training = teacher.info.get("training", {})
+    entry = {
+        "model": str(Path(weights).resolve()),
+        "sha256": hashlib.sha256(Path(weights).read_bytes()).hexdigest(),
+        "data": training.get("data"),
+        "generation": training.get("generation", 0),
+    }
+    return teacher, {"lineage": [*training.get("lineage", []), entry], "generation": entry["generation"] + 1}
