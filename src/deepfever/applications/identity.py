@@ -1,0 +1,153 @@
+"""How much of a person's identity leaks into their expression vectors.
+
+An expression vector should say *how* someone looks, not *who* they are. Two measures, each put
+next to the same measure for expression labels so the numbers have a scale: retrieval mAP (rank
+every other face by cosine similarity; are the top ones the same person?) and the accuracy of a
+linear probe trained to predict the identity.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from deepfever.applications.compare import unit
+
+logger = logging.getLogger(__name__)
+
+
+def retrieval_map(vectors: np.ndarray, labels: np.ndarray, chunk: int = 256) -> dict[str, float]:
+    """Leave-one-out mean average precision of ranking all other rows by cosine similarity.
+
+    A row's relevant items are the other rows with its label; rows alone in their label are skipped.
+    ``chance`` is the mean AP a random ranking would get (the share of relevant items).
+    """
+    vectors = unit(vectors)
+    labels = np.asarray(labels)
+    if len(vectors) != len(labels):
+        raise ValueError(f"retrieval_map: {len(vectors)} vectors but {len(labels)} labels")
+    _, codes = np.unique(labels, return_inverse=True)
+    counts = np.bincount(codes)
+    precisions, chance = [], []
+    for start in range(0, len(vectors), chunk):
+        block = slice(start, min(start + chunk, len(vectors)))
+        similarity = vectors[block] @ vectors.T
+        similarity[np.arange(similarity.shape[0]), np.arange(block.start, block.stop)] = -np.inf  # leave self out
+        order = np.argsort(-similarity, axis=1, kind="stable")[:, :-1]  # self sorts last
+        relevant = codes[order] == codes[block, None]
+        positives = counts[codes[block]] - 1
+        hits = np.cumsum(relevant, axis=1)
+        ranks = np.arange(1, relevant.shape[1] + 1)
+        average_precision = (relevant * hits / ranks).sum(1) / np.maximum(positives, 1)
+        usable = positives > 0
+        precisions.extend(average_precision[usable])
+        chance.extend(positives[usable] / (len(vectors) - 1))
+    if not precisions:
+        raise ValueError("retrieval_map: every label occurs once; need at least two rows sharing a label")
+    return {"map": float(np.mean(precisions)), "chance": float(np.mean(chance)), "queries": len(precisions)}
+
+
+def linear_probe(vectors: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None, folds: int = 5,
+                 seed: int = 0) -> dict[str, Any]:
+    """Cross-validated accuracy of a logistic regression predicting ``labels`` from the vectors.
+
+    Folds are stratified by label and, with ``groups``, keep each group in one fold (no face of a
+    group is both trained on and tested). Labels with fewer rows than folds are dropped and counted.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    labels = np.asarray(labels).astype(str)
+    groups = np.arange(len(labels)) if groups is None else np.asarray(groups).astype(str)
+    names, counts = np.unique(labels, return_counts=True)
+    kept = np.isin(labels, names[counts >= folds])
+    if len(np.unique(labels[kept])) < 2:
+        raise ValueError(f"linear_probe: need at least 2 labels with {folds} or more rows each; got counts "
+                         f"{dict(zip(names.tolist(), counts.tolist()))}; use fewer folds or more data")
+    x, y, g = unit(vectors)[kept], labels[kept], groups[kept]
+    correct = 0
+    for train, test in StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(x, y, g):
+        model = LogisticRegression(max_iter=2000, C=1.0).fit(x[train], y[train])
+        correct += int((model.predict(x[test]) == y[test]).sum())
+    majority = np.unique(y, return_counts=True)[1].max() / len(y)
+    return {"accuracy": correct / len(y), "chance": float(majority), "classes": int(len(np.unique(y))), "rows": int(len(y)),
+            "dropped_rows": int((~kept).sum()), "folds": folds}
+
+
+def identity_leakage(vectors: np.ndarray, identities: np.ndarray, expressions: np.ndarray | None = None,
+                     sources: np.ndarray | None = None, folds: int = 5, seed: int = 0) -> dict[str, Any]:
+    """Identity retrieval mAP and identity probe accuracy, beside the same for expression labels.
+
+    The identity probe groups folds by ``sources`` (e.g. the video a frame came from, so near-identical
+    frames cannot be memorised); the expression probe groups by identity, so it must work on unseen people.
+
+    Example:
+        >>> report = identity_leakage(vectors, table["identity"], table["label"])  # doctest: +SKIP
+        >>> report["identity"]["retrieval"]["map"], report["expression"]["retrieval"]["map"]  # doctest: +SKIP
+    """
+    identities = np.asarray(identities).astype(str)
+    report: dict[str, Any] = {"faces": len(identities), "identities": int(len(np.unique(identities))), "identity": {
+        "retrieval": retrieval_map(vectors, identities),
+        "probe": linear_probe(vectors, identities, sources, folds, seed),
+    }}
+    if expressions is not None:
+        expressions = np.asarray(expressions).astype(str)
+        report["expression"] = {"retrieval": retrieval_map(vectors, expressions),
+                                "probe": linear_probe(vectors, expressions, identities, folds, seed)}
+    return report
+
+
+def attach_identities(table: pd.DataFrame, identity_csv: str | os.PathLike) -> pd.DataFrame:
+    """Rows of ``table`` with an ``identity`` column from a CSV of ``path,identity`` (other CSV columns come too).
+
+    Paths match as written, else as resolved files, else by file name when the CSV's names are unique.
+    """
+    identities = pd.read_csv(identity_csv, dtype={"identity": str})
+    missing = {"path", "identity"} - set(identities.columns)
+    if missing:
+        raise ValueError(f"attach_identities: {identity_csv} needs columns path and identity; missing {', '.join(sorted(missing))} "
+                         f"(found {', '.join(identities.columns)})")
+    if "identity" in table.columns:
+        raise ValueError("attach_identities: the table already has an 'identity' column; drop it or use it directly")
+    columns = [c for c in identities.columns if c != "path" and c not in table.columns]
+    records = identities[columns].to_dict("records")
+    keyers = [str, _resolved] + ([_name] if identities["path"].map(_name).is_unique else [])
+    paths = table["path"].astype(str).tolist()
+    found: list[dict | None] = [None] * len(paths)
+    for keyer in keyers:
+        if all(record is not None for record in found):
+            break
+        lookup = {keyer(str(path)): record for path, record in zip(identities["path"], records)}
+        found = [record if record is not None else lookup.get(keyer(path)) for path, record in zip(paths, found)]
+    keep = np.array([record is not None for record in found])
+    if not keep.any():
+        raise ValueError(f"attach_identities: none of the {len(table)} table paths is in {identity_csv} "
+                         f"(e.g. table {paths[0]!r} vs CSV {identities['path'].iloc[0]!r}); write the CSV with the table's paths")
+    if not keep.all():
+        logger.warning("attach_identities: %d of %d faces have no identity in %s and are left out", (~keep).sum(), len(table), identity_csv)
+    joined = pd.concat([table.reset_index(drop=True), pd.DataFrame([r or {} for r in found], columns=columns)], axis=1)
+    return joined[keep].reset_index(drop=True)
+
+
+def _resolved(path: str) -> str:
+    return str(Path(path).resolve())
+
+
+def _name(path: str) -> str:
+    return Path(str(path)).name
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A short human summary of ``identity_leakage``'s report."""
+    lines = [f"{report['faces']} faces of {report['identities']} identities"]
+    for part in ("identity", "expression"):
+        if part in report:
+            retrieval, probe = report[part]["retrieval"], report[part]["probe"]
+            lines.append(f"{part:>10}: retrieval mAP {retrieval['map']:.3f} (chance {retrieval['chance']:.3f}), "
+                         f"linear probe accuracy {probe['accuracy']:.3f} (majority {probe['chance']:.3f}, "
+                         f"{probe['classes']} classes, {probe['folds']}-fold grouped CV)")
+    return "\n".join(lines)

@@ -1,0 +1,264 @@
+"""Pictures of the expression space: a 2-D map of faces, and grids of face thumbnails.
+
+Thumbnails are cut from the source images by each row's box, so a table alone is enough; when a
+source has moved (or was an array or a video), its points are still drawn, only without a face.
+"""
+from __future__ import annotations
+
+import html
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from deepfever.errors import ImageReadError
+
+logger = logging.getLogger(__name__)
+
+PROJECTIONS = ("auto", "umap", "tsne", "pca")
+TSNE_LIMIT = 5000  # t-SNE on more points takes minutes on a laptop CPU; PCA is instant
+THUMBNAIL = 64
+
+
+def project_2d(vectors: np.ndarray, method: str = "auto", seed: int = 0) -> tuple[np.ndarray, str]:
+    """(N, 2) coordinates and the method used: UMAP if installed, else t-SNE up to ``TSNE_LIMIT`` points, else PCA."""
+    vectors = np.asarray(vectors, np.float32)
+    if method not in PROJECTIONS:
+        raise ValueError(f"project_2d: unknown method {method!r}; valid choices are {', '.join(PROJECTIONS)}")
+    if vectors.ndim != 2 or len(vectors) < 3:
+        raise ValueError(f"project_2d: expected an (N, D) array with at least 3 rows, got shape {vectors.shape}")
+    if method == "auto":
+        method = "umap" if _umap_available() else "tsne" if len(vectors) <= TSNE_LIMIT else "pca"
+    if method == "umap":
+        if not _umap_available():
+            raise ValueError("project_2d: method 'umap' needs the umap-learn package; pip install umap-learn, or use 'tsne'/'pca'")
+        import umap
+
+        return umap.UMAP(n_components=2, metric="cosine", random_state=seed).fit_transform(vectors), method
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = min(30.0, (len(vectors) - 1) / 3)
+        return TSNE(2, perplexity=perplexity, metric="cosine", init="pca", random_state=seed).fit_transform(vectors), method
+    from sklearn.decomposition import PCA
+
+    return PCA(2, random_state=seed).fit_transform(vectors), method
+
+
+def _umap_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("umap") is not None
+
+
+def face_thumbnail(path: str, box: tuple[float, float, float, float], size: int = THUMBNAIL, margin: float = 0.15,
+                   images: dict[str, np.ndarray | None] | None = None) -> np.ndarray | None:
+    """A ``size`` x ``size`` RGB crop around ``box`` in image ``path``, or None if the image cannot be read.
+
+    ``images`` caches decoded sources across calls (many faces share one photo).
+    """
+    from PIL import Image
+
+    from deepfever.io.images import load_image
+
+    images = {} if images is None else images
+    if path not in images:
+        try:
+            images[path] = load_image(path)
+        except ImageReadError as error:
+            logger.debug("no thumbnail for %s: %s", path, error)
+            images[path] = None
+    image = images[path]
+    if image is None:
+        return None
+    x1, y1, x2, y2 = box
+    pad = margin * max(x2 - x1, y2 - y1)
+    height, width = image.shape[:2]
+    left, top = int(max(0, x1 - pad)), int(max(0, y1 - pad))
+    right, bottom = int(min(width, x2 + pad)), int(min(height, y2 + pad))
+    if right <= left or bottom <= top:
+        return None
+    return np.asarray(Image.fromarray(image[top:bottom, left:right]).resize((size, size), Image.BILINEAR))
+
+
+def row_thumbnail(row: pd.Series, size: int, images: dict[str, np.ndarray | None]) -> np.ndarray | None:
+    """The thumbnail of a table row, or None if the row has no box or its source is missing."""
+    if not {"box_x1", "box_y1", "box_x2", "box_y2"} <= set(row.index) or "frame" in row.index:
+        return None  # no box, or a video frame that load_image cannot open
+    return face_thumbnail(str(row["path"]), (row["box_x1"], row["box_y1"], row["box_x2"], row["box_y2"]), size, images=images)
+
+
+def label_colours(labels: pd.Series) -> dict[str, str]:
+    """A stable hex colour for each distinct label (sorted), from matplotlib's tab10/tab20."""
+    from matplotlib import colormaps, colors
+
+    names = sorted(labels.astype(str).unique())
+    palette = colormaps["tab10" if len(names) <= 10 else "tab20"]
+    return {name: colors.to_hex(palette(index % palette.N)) for index, name in enumerate(names)}
+
+
+def plot_map(table: pd.DataFrame, output: str | os.PathLike, color_by: str = "emotion", html_output: str | os.PathLike | None = None,
+             method: str = "auto", max_thumbnails: int = 300, overwrite: bool = False, seed: int = 0) -> dict[str, Any]:
+    """Draw every face of ``table`` on a 2-D map of its expression vectors; returns what was drawn.
+
+    Example:
+        >>> plot_map(read_table("faces.parquet"), "map.png", html_output="map.html")  # doctest: +SKIP
+        {'points': 250, 'method': 'tsne', 'thumbnails': 250, 'missing_sources': 0, ...}
+    """
+    from deepfever.io.atomic import refuse_overwrite
+
+    for target in (output, html_output):
+        if target is not None:
+            refuse_overwrite(target, overwrite)
+    if "embedding" not in table:
+        raise ValueError("plot_map: expected a table with an 'embedding' column, as written by 'deepfever extract'")
+    if color_by not in table:
+        raise ValueError(f"plot_map: no column {color_by!r} to colour by; the table has {', '.join(map(str, table.columns))}")
+    table = table.reset_index(drop=True)
+    coords, used = project_2d(np.stack(table["embedding"].to_list()), method, seed)
+    labels = table[color_by].astype(str)
+    colours = label_colours(labels)
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(len(table), min(max_thumbnails, len(table)), replace=False)) if max_thumbnails > 0 else []
+    images: dict[str, np.ndarray | None] = {}
+    thumbnails = {int(i): row_thumbnail(table.iloc[i], THUMBNAIL, images) for i in chosen}
+    drawn = {i: thumb for i, thumb in thumbnails.items() if thumb is not None}
+    missing = sorted(path for path, image in images.items() if image is None)
+    if missing:
+        logger.warning("plot_map: %d source image(s) could not be read (e.g. %s); their points have no thumbnail", len(missing), missing[0])
+    title = f"{len(table)} faces, {used.upper()} of expression vectors, coloured by {color_by}"
+    _write_png(coords, labels, colours, drawn, output, title)
+    if html_output is not None:
+        write_html_map(coords, table, labels, colours, drawn, html_output, title)
+    return {"points": len(table), "method": used, "thumbnails": len(drawn), "missing_sources": len(missing),
+            "color_by": color_by, "output": str(output), "html": str(html_output) if html_output else None}
+
+
+def _write_png(coords: np.ndarray, labels: pd.Series, colours: dict[str, str], thumbnails: dict[int, np.ndarray],
+               output: str | os.PathLike, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+
+    from deepfever.io.atomic import atomic_write
+
+    figure, axis = plt.subplots(figsize=(11, 9))
+    for name, colour in colours.items():
+        chosen = (labels == name).to_numpy()
+        axis.scatter(coords[chosen, 0], coords[chosen, 1], s=12, color=colour, label=f"{name} ({chosen.sum()})", alpha=0.8)
+    zoom = 0.45 if len(thumbnails) > 60 else 0.7
+    for index, thumb in thumbnails.items():
+        box = AnnotationBbox(OffsetImage(thumb, zoom=zoom), coords[index], frameon=True, pad=0.1,
+                             bboxprops={"edgecolor": colours[labels.iloc[index]], "linewidth": 1.5})
+        axis.add_artist(box)
+    axis.legend(loc="best", fontsize=8, markerscale=1.5)
+    axis.set(title=title, xticks=[], yticks=[])
+    figure.tight_layout()
+    with atomic_write(output) as tmp:
+        figure.savefig(tmp, format="png", dpi=110)
+    plt.close(figure)
+
+
+def write_html_map(coords: np.ndarray, table: pd.DataFrame, labels: pd.Series, colours: dict[str, str],
+                   thumbnails: dict[int, np.ndarray], output: str | os.PathLike, title: str) -> Path:
+    """A standalone HTML page (inline SVG and script, nothing fetched) whose points show path, face and label on hover."""
+    from deepfever.io.atomic import atomic_write
+
+    width, height, pad = 900, 700, 20
+    low, high = coords.min(0), coords.max(0)
+    span = np.where(high - low > 0, high - low, 1.0)
+    xy = pad + (coords - low) / span * np.array([width - 2 * pad, height - 2 * pad])
+    emotions = table["emotion"].astype(str) if "emotion" in table else labels
+    circles = []
+    for index, ((x, y), label) in enumerate(zip(xy, labels)):
+        tip = html.escape(f"{table['path'].iloc[index]} | face {table['face'].iloc[index] if 'face' in table else 0} | {emotions.iloc[index]}")
+        circles.append(f'<circle cx="{x:.1f}" cy="{height - y:.1f}" r="4" fill="{colours[label]}" data-i="{index}">'
+                       f"<title>{tip}</title></circle>")
+    records = [{"path": str(table["path"].iloc[i]), "face": int(table["face"].iloc[i]) if "face" in table else 0,
+                "emotion": emotions.iloc[i], "label": labels.iloc[i]} for i in range(len(table))]
+    images = {str(i): _data_uri(thumb) for i, thumb in thumbnails.items()}
+    data = json.dumps({"rows": records, "thumbs": images}).replace("</", "<\\/")  # keep the script element closed
+    legend = "".join(f'<span><i style="background:{c}"></i>{html.escape(n)}</span>' for n, c in colours.items())
+    page = _HTML.format(title=html.escape(title), legend=legend, width=width, height=height, circles="\n".join(circles), data=data)
+    with atomic_write(output) as tmp:
+        Path(tmp).write_text(page, encoding="utf-8")
+    return Path(output)
+
+
+def _data_uri(thumb: np.ndarray) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(thumb).save(buffer, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+_HTML = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 16px; }}
+#legend span {{ margin-right: 14px; font-size: 13px; }}
+#legend i {{ display: inline-block; width: 10px; height: 10px; margin-right: 4px; border-radius: 5px; }}
+#tip {{ position: fixed; display: none; background: #fff; border: 1px solid #888; padding: 6px; font-size: 12px; pointer-events: none; }}
+#tip img {{ display: block; width: 96px; height: 96px; margin-bottom: 4px; }}
+circle:hover {{ stroke: #000; stroke-width: 2; }}
+</style></head><body>
+<h3>{title}</h3><div id="legend">{legend}</div>
+<svg id="map" width="{width}" height="{height}" viewBox="0 0 {width} {height}" style="border:1px solid #ddd">
+{circles}
+</svg>
+<div id="tip"></div>
+<script>
+const DATA = {data};
+const tip = document.getElementById("tip");
+document.getElementById("map").addEventListener("mousemove", (event) => {{
+  const i = event.target.dataset ? event.target.dataset.i : undefined;
+  if (i === undefined) {{ tip.style.display = "none"; return; }}
+  const row = DATA.rows[i];
+  tip.replaceChildren();
+  if (DATA.thumbs[i]) {{ const img = document.createElement("img"); img.src = DATA.thumbs[i]; tip.appendChild(img); }}
+  for (const line of [row.path, "face " + row.face, "emotion: " + row.emotion, "colour: " + row.label]) {{
+    const div = document.createElement("div"); div.textContent = line; tip.appendChild(div);
+  }}
+  tip.style.left = (event.clientX + 14) + "px"; tip.style.top = (event.clientY + 14) + "px"; tip.style.display = "block";
+}});
+</script></body></html>
+"""
+
+
+def thumbnail_grid(query: np.ndarray | None, results: pd.DataFrame, output: str | os.PathLike, columns: int = 6,
+                   size: int = 96) -> Path:
+    """A PNG of the query face followed by each result's face with its rank, similarity and emotion."""
+    from PIL import Image, ImageDraw
+
+    from deepfever.io.atomic import atomic_write
+
+    images: dict[str, np.ndarray | None] = {}
+    tiles = [(query, "query", "")]
+    for _, row in results.iterrows():
+        tiles.append((row_thumbnail(row, size, images), f"#{row['rank']}  {row['similarity']:.3f}", str(row.get("emotion", ""))))
+    caption = 28
+    rows = -(-len(tiles) // columns)
+    canvas = Image.new("RGB", (columns * (size + 8), rows * (size + caption + 8)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for position, (thumb, line1, line2) in enumerate(tiles):
+        left, top = (position % columns) * (size + 8) + 4, (position // columns) * (size + caption + 8) + 4
+        if thumb is None:
+            draw.rectangle([left, top, left + size - 1, top + size - 1], fill=(200, 200, 200))
+            draw.text((left + 6, top + size // 2 - 6), "source missing", fill="black")
+        else:
+            canvas.paste(Image.fromarray(np.asarray(thumb, np.uint8)).convert("RGB").resize((size, size)), (left, top))
+        draw.text((left, top + size + 2), line1, fill="black")
+        draw.text((left, top + size + 14), line2, fill=(80, 80, 80))
+    with atomic_write(output) as tmp:
+        canvas.save(tmp, format="PNG")
+    return Path(output)

@@ -1,0 +1,341 @@
+"""Find the faces whose expression is closest to a query, in collections of hundreds to millions.
+
+Vectors are L2-normalised, so the inner product is the cosine similarity. Up to ``EXACT_LIMIT``
+faces an exact scan is fast enough (a few ms); above it an inverted-file index (IVF) scans only the
+``nprobe`` clusters nearest the query, and ``nprobe`` is tuned at build time until recall@10 against
+exact search reaches ``TARGET_RECALL`` on queries sampled from the collection itself.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from deepfever.applications.compare import unit
+from deepfever.errors import DeepFeverError
+
+logger = logging.getLogger(__name__)
+
+INDEX_FILE = "vectors.faiss"
+META_FILE = "meta.parquet"
+INFO_FILE = "index.json"
+INDEX_KINDS = ("auto", "exact", "ivf")
+EXACT_LIMIT = 100_000
+TARGET_RECALL = 0.95
+TUNING_MARGIN = 0.02  # tuning queries are stored faces, a little easier than new ones: aim slightly higher
+FINGERPRINT_COLUMNS = ("model_id", "template_id", "crop_size")
+RESULT_COLUMNS = ("rank", "row", "path", "frame", "track", "face", "similarity", "emotion", "score")
+
+
+class IndexMismatchError(DeepFeverError, ValueError):
+    """A query comes from a different model (or alignment) than the vectors in the index."""
+
+
+@dataclass
+class FaceIndex:
+    """A FAISS index of expression vectors, one metadata row per vector, and how it was built.
+
+    Example:
+        >>> index = build_index(read_table("faces.parquet"))  # doctest: +SKIP
+        >>> index.search(query_vector, k=5)[["rank", "path", "similarity"]]  # doctest: +SKIP
+    """
+
+    index: Any
+    meta: pd.DataFrame
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def check_fingerprint(self, fingerprint: dict[str, Any]) -> None:
+        """Refuse a query embedded by another model or alignment: its similarities would be meaningless."""
+        expected = self.info["fingerprint"]
+        differing = [key for key in FINGERPRINT_COLUMNS if str(fingerprint.get(key)) != str(expected[key])]
+        if differing:
+            raise IndexMismatchError(
+                f"FaceIndex.search: the query was embedded with {_describe(fingerprint)} but the index holds vectors of "
+                f"{_describe(expected)} (differs in {', '.join(differing)}); query with the same model "
+                f"(--model {self.info.get('model') or expected['model_id']}) or rebuild the index"
+            )
+
+    def vector(self, row: int) -> np.ndarray:
+        """The stored vector of index row ``row`` (to use a face of the collection as the query)."""
+        if not 0 <= row < len(self):
+            raise IndexError(f"FaceIndex.vector: row {row} is outside the index (0..{len(self) - 1})")
+        return self.index.reconstruct(int(row))
+
+    def search(self, vector: np.ndarray, k: int = 10, exclude_path: str | os.PathLike | None = None,
+               exclude_row: int | None = None, min_score: float | None = None) -> pd.DataFrame:
+        """The ``k`` most similar faces, best first, after the filters.
+
+        Args:
+            vector: the query's expression vector (D,).
+            k: how many results.
+            exclude_path: drop faces from this image file (the query's own image).
+            exclude_row: drop faces of the same image as this index row, and of its ``track`` when the
+                index has that column (the same person in the same video).
+            min_score: drop faces whose detection score is below this.
+        """
+        if k < 1:
+            raise ValueError(f"FaceIndex.search: k must be at least 1, got {k}")
+        query = unit(np.asarray(vector, np.float32).reshape(1, -1))
+        if query.shape[1] != self.info["dim"]:
+            raise ValueError(f"FaceIndex.search: the query has {query.shape[1]} dimensions, the index {self.info['dim']}")
+        if min_score is not None and "score" not in self.meta:
+            raise ValueError("FaceIndex.search: min_score was given but the index has no 'score' column")
+        excluded = _Exclusion.build(self.meta, exclude_path, exclude_row, min_score)
+        fetch = min(len(self), k + max(3 * k, 32))
+        while True:
+            similarities, rows = self.index.search(query, fetch)
+            found = rows[0] >= 0
+            rows, similarities = rows[0][found], similarities[0][found]
+            keep = ~excluded.mask(self.meta, rows)
+            exhausted = fetch >= len(self) or len(rows) < fetch  # IVF: the probed clusters ran out
+            if keep.sum() >= k or exhausted:
+                break
+            fetch = min(len(self), fetch * 4)
+        rows, similarities = rows[keep][:k], similarities[keep][:k]
+        result = self.meta.iloc[rows].reset_index(drop=True)
+        result.insert(0, "rank", np.arange(1, len(rows) + 1))
+        result.insert(1, "row", rows)
+        result["similarity"] = similarities
+        return result
+
+
+@dataclass
+class _Exclusion:
+    """Which candidate rows the filters remove; checked only on candidates, so it stays cheap at 10^6."""
+
+    path: Path | None
+    images: set
+    tracks: set
+    min_score: float | None
+
+    @classmethod
+    def build(cls, meta: pd.DataFrame, path, row: int | None, min_score: float | None) -> "_Exclusion":
+        images, tracks = set(), set()
+        if row is not None:
+            source = meta.iloc[int(row)]
+            images.add(_image_key(source))
+            if "track" in meta and pd.notna(source["track"]):
+                tracks.add((source["path"], source["track"]))
+        return cls(Path(path).resolve() if path is not None else None, images, tracks, min_score)
+
+    def mask(self, meta: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+        candidates = meta.iloc[rows]
+        drop = np.zeros(len(rows), bool)
+        if self.min_score is not None:
+            drop |= candidates["score"].to_numpy(float) < self.min_score
+        for position, (_, candidate) in enumerate(candidates.iterrows()):
+            if drop[position]:
+                continue
+            if self.path is not None and Path(candidate["path"]).resolve() == self.path:
+                drop[position] = True
+            elif _image_key(candidate) in self.images:
+                drop[position] = True
+            elif self.tracks and (candidate["path"], candidate.get("track")) in self.tracks:
+                drop[position] = True
+        return drop
+
+
+def _image_key(row: pd.Series) -> tuple:
+    """An image is a file, or one frame of a video when the table has a ``frame`` column."""
+    return (row["path"], row["frame"]) if "frame" in row.index else (row["path"],)
+
+
+def _describe(fingerprint: dict[str, Any]) -> str:
+    return f"model {fingerprint.get('model_id')} (template {fingerprint.get('template_id')}, crop {fingerprint.get('crop_size')})"
+
+
+def table_fingerprint(table: pd.DataFrame) -> dict[str, Any]:
+    """The single model fingerprint of an extraction table; mixed models cannot share one index."""
+    missing = [column for column in FINGERPRINT_COLUMNS if column not in table]
+    if missing:
+        raise ValueError(
+            f"build_index: the table lacks {', '.join(missing)}; use a table written by 'deepfever extract' "
+            "(those columns say which model made the vectors)"
+        )
+    fingerprint = {}
+    for column in FINGERPRINT_COLUMNS:
+        values = table[column].unique()
+        if len(values) != 1:
+            raise ValueError(f"build_index: the table mixes {len(values)} values of {column} ({', '.join(map(str, values[:5]))}); "
+                             "index the rows of one model at a time")
+        fingerprint[column] = values[0].item() if isinstance(values[0], np.generic) else values[0]
+    return fingerprint
+
+
+def build_index(table: pd.DataFrame, kind: str = "auto", target_recall: float = TARGET_RECALL, seed: int = 0,
+                model: str | None = None) -> FaceIndex:
+    """Index the ``embedding`` column of an extraction table.
+
+    Args:
+        table: rows from ``Extractor.extract`` or ``read_table``.
+        kind: ``exact`` (flat inner product), ``ivf`` (approximate) or ``auto`` (exact below ``EXACT_LIMIT``).
+        target_recall: recall@10 the IVF ``nprobe`` is tuned to reach.
+        seed: for the IVF training sample and the tuning queries.
+        model: how the model was named (path or ``arch.tag``), stored to help users query correctly.
+    """
+    if "embedding" not in table or table.empty:
+        raise ValueError("build_index: expected a non-empty table with an 'embedding' column, as written by 'deepfever extract'")
+    fingerprint = table_fingerprint(table)
+    index, info = build_vector_index(np.stack(table["embedding"].to_list()), kind, target_recall, seed)
+    info.update(fingerprint=fingerprint, model=model)
+    meta = table.drop(columns=[c for c in ("embedding", "landmarks") if c in table]).reset_index(drop=True)
+    return FaceIndex(index, meta, info)
+
+
+def build_vector_index(vectors: np.ndarray, kind: str = "auto", target_recall: float = TARGET_RECALL,
+                       seed: int = 0) -> tuple[Any, dict[str, Any]]:
+    """A FAISS inner-product index of the normalised ``vectors`` and a description of it (see ``build_index``)."""
+    import faiss
+
+    if kind not in INDEX_KINDS:
+        raise ValueError(f"build_index: unknown kind {kind!r}; valid choices are {', '.join(INDEX_KINDS)}")
+    vectors = np.ascontiguousarray(unit(vectors))
+    count, dim = vectors.shape
+    chosen = ("exact" if count < EXACT_LIMIT else "ivf") if kind == "auto" else kind
+    info: dict[str, Any] = {"format": 1, "kind": chosen, "count": count, "dim": dim, "metric": "inner_product"}
+    if chosen == "exact":
+        index = faiss.IndexFlatIP(dim)
+        index.add(vectors)
+    else:
+        index, tuning = _build_ivf(vectors, target_recall, seed)
+        info.update(tuning)
+    return index, info
+
+
+def ivf_lists(count: int) -> int:
+    """About sqrt(N) clusters (fast to train, ~sqrt(N) vectors each), with >= 39 training points per cluster."""
+    return max(1, min(int(round(math.sqrt(count))), count // 39))
+
+
+def _build_ivf(vectors: np.ndarray, target_recall: float, seed: int) -> tuple[Any, dict[str, Any]]:
+    import faiss
+
+    count, dim = vectors.shape
+    lists = ivf_lists(count)
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = seed
+    rng = np.random.default_rng(seed)
+    sample = vectors[np.sort(rng.choice(count, min(count, 64 * lists), replace=False))]
+    index.train(sample)
+    index.add(vectors)
+    index.make_direct_map()  # lets FaceIndex.vector reconstruct a stored face as a query
+    nprobe, recall = tune_nprobe(index, vectors, target_recall, seed=seed)
+    index.nprobe = nprobe
+    logger.info("IVF index: %d lists, nprobe %d reaches recall@10 %.3f on sampled queries", lists, nprobe, recall)
+    return index, {"nlist": lists, "nprobe": nprobe, "tuned_recall_at_10": recall, "target_recall_at_10": target_recall}
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean share of each row of ``truth`` (true neighbour ids) that appears in the same row of ``found``."""
+    hits = [len((set(f.tolist()) & set(t.tolist())) - {-1}) for f, t in zip(found, truth)]
+    return float(np.mean(hits) / truth.shape[1])
+
+
+def tune_nprobe(index: Any, vectors: np.ndarray, target_recall: float = TARGET_RECALL, queries: int = 256,
+                k: int = 10, seed: int = 0) -> tuple[int, float]:
+    """Smallest power-of-two ``nprobe`` whose recall@k against exact search reaches ``target_recall`` + ``TUNING_MARGIN``.
+
+    The queries are stored vectors; each query's own row is removed from both result lists, so the
+    trivial self-match does not inflate the recall.
+    """
+    import faiss
+
+    rng = np.random.default_rng(seed + 1)
+    picked = rng.choice(len(vectors), min(queries, len(vectors)), replace=False)
+    sample = vectors[picked]
+    _, exact = faiss.knn(sample, vectors, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
+    truth = _without_self(exact, picked, k)
+    nprobe, recall = 1, 0.0
+    while True:
+        index.nprobe = nprobe
+        _, approximate = index.search(sample, k + 1)
+        recall = recall_at_k(_without_self(approximate, picked, k), truth)
+        if recall >= min(1.0, target_recall + TUNING_MARGIN) or nprobe >= index.nlist:
+            return nprobe, recall
+        nprobe = min(index.nlist, nprobe * 2)
+
+
+def _without_self(rows: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
+    out = np.full((len(rows), k), -1, np.int64)
+    for position, (row, self_row) in enumerate(zip(rows, own)):
+        kept = row[row != self_row][:k]
+        out[position, : len(kept)] = kept
+    return out
+
+
+def save_index(face_index: FaceIndex, folder: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write the index folder (FAISS file, metadata Parquet, JSON) so that it appears complete or not at all."""
+    import faiss
+
+    from deepfever._version import __version__
+
+    target = Path(folder)
+    if target.exists():
+        if not overwrite:
+            raise FileExistsError(f"{target} already exists; pass --overwrite (overwrite=True) to replace it.")
+        if not (target / INFO_FILE).is_file():
+            raise FileExistsError(f"save_index: {target} exists and is not a deepfever index folder (no {INFO_FILE}); "
+                                  "refusing to replace it, choose another path")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        faiss.write_index(face_index.index, str(staging / INDEX_FILE))
+        face_index.meta.to_parquet(staging / META_FILE, index=False)
+        info = {**face_index.info, "deepfever_version": __version__}
+        (staging / INFO_FILE).write_text(json.dumps(info, indent=2, default=_json_default) + "\n")
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            os.replace(target, old)
+            os.replace(staging, target)
+            shutil.rmtree(old)
+        else:
+            os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return target
+
+
+def load_index(folder: str | os.PathLike) -> FaceIndex:
+    """Read an index folder written by ``save_index``."""
+    import faiss
+
+    source = Path(folder)
+    missing = [name for name in (INDEX_FILE, META_FILE, INFO_FILE) if not (source / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"load_index: {source} is not a complete index folder (missing {', '.join(missing)}); "
+                                "build one with 'deepfever index build'")
+    info = json.loads((source / INFO_FILE).read_text())
+    index = faiss.read_index(str(source / INDEX_FILE))
+    meta = pd.read_parquet(source / META_FILE)
+    if index.ntotal != len(meta) or index.ntotal != info["count"]:
+        raise ValueError(f"load_index: {source} is inconsistent ({index.ntotal} vectors, {len(meta)} metadata rows, "
+                         f"{info['count']} in {INFO_FILE}); rebuild it")
+    if info["kind"] == "ivf":
+        index.make_direct_map()
+        index.nprobe = int(info["nprobe"])
+    return FaceIndex(index, meta, info)
+
+
+def result_columns(results: pd.DataFrame) -> list[str]:
+    """The columns of a result table worth showing a person, in a fixed order."""
+    return [column for column in RESULT_COLUMNS if column in results]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
