@@ -1,0 +1,172 @@
+"""Probe classifiers on disk: arrays in ``.safetensors``, everything else in a JSON sidecar; no pickle.
+
+Why not pickle or joblib: loading one runs arbitrary code and breaks across scikit-learn versions.
+Prediction re-implements the forward pass in NumPy from the saved arrays, so a classifier file needs
+neither. The JSON names the extractor (model, template, crop size) whose vectors the classifier was
+fitted on: vectors of another model live in another space, so such a classifier is refused.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepfever.errors import DeepFeverError
+from deepfever.io.atomic import atomic_write, refuse_overwrite
+
+FORMAT = "deepfever-classifier"
+FORMAT_VERSION = 1
+FINGERPRINT_KEYS = ("model_id", "template_id", "crop_size")
+# Keys that describe the files themselves: written by ``save_classifier``, never carried in ``info``.
+_FILE_KEYS = ("format", "format_version", "classifier", "class_names", "input_dim", "layers", "weights_file",
+              "weights_sha256", "deepfever_version")
+
+
+class FingerprintMismatchError(DeepFeverError, ValueError):
+    """A classifier was applied to vectors of another extractor than the one it was fitted on."""
+
+
+@dataclass
+class SavedClassifier:
+    """Standardisation + dense layers (ReLU between, softmax or sigmoid at the end), in float64.
+
+    ``weights[i]`` is (inputs, outputs); ``info`` holds ``extractor`` (the fingerprint), cross-validation
+    metrics, a description of the training data and versions.
+
+    Example:
+        >>> clf = SavedClassifier.from_pipeline(fit_classifier(x, y), ["calm", "joy"], info)  # doctest: +SKIP
+        >>> clf.check_fingerprint(extractor.fingerprint_); clf.predict(extractor.embed(crops))  # doctest: +SKIP
+    """
+
+    kind: str
+    class_names: list[str]
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_pipeline(cls, pipeline, class_names: list[str], info: dict[str, Any]) -> "SavedClassifier":
+        """Copy the arrays of a fitted ``StandardScaler`` + ``LogisticRegression``/``MLPClassifier`` pipeline.
+
+        Its ``classes_`` are indices into ``class_names``; only the classes it saw are kept.
+        """
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.neural_network import MLPClassifier
+        from sklearn.preprocessing import StandardScaler
+
+        scaler, head = pipeline[0], pipeline[-1]
+        if not isinstance(scaler, StandardScaler) or len(pipeline) != 2:
+            raise TypeError(f"SavedClassifier.from_pipeline: expected StandardScaler + classifier, got {pipeline}")
+        if isinstance(head, LogisticRegression):
+            kind, weights, biases = "logistic", [head.coef_.T], [head.intercept_]
+        elif isinstance(head, MLPClassifier) and head.activation == "relu":
+            kind, weights, biases = "mlp", list(head.coefs_), list(head.intercepts_)
+        else:
+            raise TypeError(f"SavedClassifier.from_pipeline: expected LogisticRegression or a ReLU MLPClassifier, got {head}")
+        return cls(kind, [class_names[int(c)] for c in head.classes_], np.asarray(scaler.mean_, np.float64),
+                   np.asarray(scaler.scale_, np.float64), [np.asarray(w, np.float64) for w in weights],
+                   [np.asarray(b, np.float64) for b in biases], dict(info))
+
+    @property
+    def input_dim(self) -> int:
+        return int(self.mean.shape[0])
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """(N, classes) probabilities for vectors (N, input_dim)."""
+        features = np.asarray(features, np.float64)
+        if features.ndim != 2 or features.shape[1] != self.input_dim:
+            raise ValueError(f"SavedClassifier.predict_proba: expected vectors of shape (N, {self.input_dim}), got {features.shape}; "
+                             "were they made by the extractor this classifier was fitted on?")
+        hidden = (features - self.mean) / self.scale
+        for weight, bias in zip(self.weights[:-1], self.biases[:-1]):
+            hidden = np.maximum(hidden @ weight + bias, 0.0)
+        logits = hidden @ self.weights[-1] + self.biases[-1]
+        if logits.shape[1] == 1:  # two classes: one logit for the second, as scikit-learn fits them
+            positive = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+            return np.stack([1.0 - positive, positive], axis=1)
+        logits -= logits.max(axis=1, keepdims=True)
+        exp = np.exp(logits)
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Class names (N,) of the most probable class."""
+        return np.asarray(self.class_names)[self.predict_proba(features).argmax(axis=1)]
+
+    def check_fingerprint(self, fingerprint: dict[str, Any]) -> None:
+        """Raise ``FingerprintMismatchError`` unless ``fingerprint`` (``Extractor.fingerprint_``) is the saved one."""
+        saved = self.info.get("extractor", {})
+        differences = [f"{key} {saved.get(key)!r} != {fingerprint.get(key)!r}" for key in FINGERPRINT_KEYS if saved.get(key) != fingerprint.get(key)]
+        if differences:
+            hint = f"--model {saved['model']}" if saved.get("model") else "the model it was fitted with"
+            raise FingerprintMismatchError(
+                f"check_fingerprint: this classifier was fitted on vectors of another extractor ({'; '.join(differences)}; "
+                f"saved first). Vectors of different models are not comparable: use {hint}, or fit a new classifier "
+                "with `deepfever probe fit`"
+            )
+
+
+def classifier_paths(path: str | Path) -> tuple[Path, Path]:
+    """(JSON, safetensors) for ``clf``, ``clf.json`` or ``clf.safetensors``."""
+    base = Path(path)
+    if base.suffix in (".json", ".safetensors"):
+        base = base.with_suffix("")
+    return base.with_name(base.name + ".json"), base.with_name(base.name + ".safetensors")
+
+
+def save_classifier(classifier: SavedClassifier, path: str | Path, overwrite: bool = False) -> Path:
+    """Write ``path.safetensors`` then ``path.json`` atomically; returns the JSON path."""
+    from safetensors.numpy import save_file
+
+    from deepfever._version import __version__
+
+    document_path, weights_path = classifier_paths(path)
+    for target in (document_path, weights_path):
+        refuse_overwrite(target, overwrite)
+    tensors = {"scaler.mean": classifier.mean, "scaler.scale": classifier.scale}
+    for index, (weight, bias) in enumerate(zip(classifier.weights, classifier.biases)):
+        tensors[f"layer{index}.weight"], tensors[f"layer{index}.bias"] = weight, bias
+    with atomic_write(weights_path) as tmp:
+        save_file({name: np.ascontiguousarray(array) for name, array in tensors.items()}, str(tmp), metadata={"format": FORMAT})
+    document = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "classifier": classifier.kind,
+        "class_names": list(classifier.class_names), "input_dim": classifier.input_dim, "layers": len(classifier.weights),
+        "weights_file": weights_path.name, "weights_sha256": _sha256(weights_path), "deepfever_version": __version__,
+        **{key: value for key, value in classifier.info.items() if key not in _FILE_KEYS},
+    }
+    with atomic_write(document_path) as tmp:
+        tmp.write_text(json.dumps(document, indent=2) + "\n")
+    return document_path
+
+
+def load_classifier(path: str | Path) -> SavedClassifier:
+    """Read a classifier written by ``save_classifier``, checking format, version and file integrity."""
+    from safetensors.numpy import load_file
+
+    document_path, _ = classifier_paths(path)
+    if not document_path.is_file():
+        raise FileNotFoundError(f"load_classifier: {document_path} not found; expected the .json written by `deepfever probe fit -o`")
+    document = json.loads(document_path.read_text())
+    if document.get("format") != FORMAT:
+        raise ValueError(f"load_classifier: {document_path} is not a deepfever classifier (format {document.get('format')!r}, expected {FORMAT!r})")
+    if document.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(f"load_classifier: {document_path} has format version {document['format_version']}, this deepfever reads "
+                         f"up to {FORMAT_VERSION}; upgrade deepfever")
+    weights_path = document_path.with_name(document["weights_file"])
+    if not weights_path.is_file() or _sha256(weights_path) != document["weights_sha256"]:
+        raise ValueError(f"load_classifier: {weights_path} is missing or does not match the checksum in {document_path}; "
+                         "copy both files of the classifier together")
+    arrays = load_file(str(weights_path))
+    layers = range(document["layers"])
+    info = {key: value for key, value in document.items() if key not in _FILE_KEYS}
+    return SavedClassifier(document["classifier"], list(document["class_names"]), arrays["scaler.mean"], arrays["scaler.scale"],
+                           [arrays[f"layer{i}.weight"] for i in layers], [arrays[f"layer{i}.bias"] for i in layers], info)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
