@@ -1,4 +1,5 @@
-"""``deepfever data``: look inside a dataset (``inspect``) and download Google FEC faces (``fetch-fec``)."""
+"""``deepfever data``: look inside a dataset (``inspect``), download Google FEC faces (``fetch-fec``), and
+detect and align a dataset once into a crop cache (``prepare``)."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +12,7 @@ logger = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("data", help="inspect datasets, fetch Google FEC")
+    parser = subparsers.add_parser("data", help="inspect datasets, fetch Google FEC, prepare aligned crop caches")
     commands = parser.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
 
     inspect = commands.add_parser("inspect", help="print per-split sample, class and skipped-row counts as JSON")
@@ -37,6 +38,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fetch.add_argument("--limit", type=int, default=None, help="only the first N triplets (a trial run)")
     fetch.set_defaults(handler=run_fetch_fec)
 
+    prepare = commands.add_parser("prepare", help="detect and align a dataset once into a crop cache (resumable, parallel)")
+    prepare.add_argument("--format", required=True, dest="dataset_format", help="dataset format (see deepfever.data.formats.list_formats)")
+    prepare.add_argument("--root", required=True, help="dataset folder (or file, for csv and fer2013)")
+    prepare.add_argument("-o", "--output", required=True, help="cache directory (created; re-run the same command to resume)")
+    prepare.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="reader option, as for `data inspect`")
+    prepare.add_argument("--detector", default="mtcnn", choices=("mtcnn", "yunet", "none", "box"),
+                         help="mtcnn/yunet: largest detected face; none: images are crops already; box: the dataset's face box")
+    prepare.add_argument("--box-detector", default="mtcnn", choices=("mtcnn", "yunet"), help="landmark detector inside boxes (--detector box)")
+    prepare.add_argument("--detector-option", action="append", default=[], metavar="KEY=VALUE",
+                         help="detector keyword, e.g. model_path=face_detection_yunet_2023mar.onnx")
+    prepare.add_argument("--size", type=int, default=48, help="crop side in pixels (default 48, the FER+ template's)")
+    prepare.add_argument("--workers", type=int, default=1, help="detector processes (default 1)")
+    prepare.add_argument("--shard-size", type=int, default=2048, help="samples per resumable shard (default 2048)")
+    prepare.add_argument("--limit", type=int, default=None, help="stop after N samples this run (resume later)")
+    prepare.set_defaults(handler=run_prepare)
+
 
 def parse_options(pairs: list[str]) -> dict[str, object]:
     """``["aligned=false", "images_dir=/x"]`` -> ``{"aligned": False, "images_dir": "/x"}``."""
@@ -44,7 +61,7 @@ def parse_options(pairs: list[str]) -> dict[str, object]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"deepfever data inspect: --option expects KEY=VALUE, got {pair!r}")
+            raise ValueError(f"deepfever data: --option expects KEY=VALUE, got {pair!r}")
         try:
             options[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -91,4 +108,24 @@ def run_fetch_fec(args: argparse.Namespace) -> int:
     )
     summary = fetch_fec(args.csv, args.out, settings)
     logger.info("fetch-fec: %s", json.dumps(summary.as_dict()))
+    return 0
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from deepfever.data.prepare import PrepareSettings, prepare_dataset
+
+    settings = PrepareSettings(
+        detector=args.detector,
+        size=args.size,
+        workers=args.workers,
+        shard_size=args.shard_size,
+        limit=args.limit,
+        detector_options=parse_options(args.detector_option),
+        box_detector=args.box_detector,
+    )
+    summary = prepare_dataset(args.dataset_format, args.root, args.output, settings, parse_options(args.option))
+    json.dump(summary.as_dict(), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    if not summary.complete:
+        logger.info("prepare: %d samples left; run the same command again to continue", summary.pending)
     return 0

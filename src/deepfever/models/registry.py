@@ -46,3 +46,5 @@ def architecture_entrypoint(name: str) -> Callable[..., nn.Module]:
 
 def _import_architectures() -> None:
     import deepfever.models.fevernet  # noqa: F401  (registration side effect)
+    import deepfever.models.resnet  # noqa: F401
+    import deepfever.models.timm_backbone  # noqa: F401
