@@ -128,7 +128,7 @@ def _markdown(report: dict[str, Any]) -> str:
             lines += [f"{result['n']} samples, {result['seconds']} s.", "", "| metric | value |", "|---|---|"]
             lines += [f"| {key} | {value:.4f} |" if value is not None else f"| {key} | n/a |" for key, value in _strict(result["metrics"]).items()]
             lines += ["", *[f"- {note}" for note in result.get("notes", [])]]
-            lines += [f"![{Path(plot).stem}]({plot})" for plot in result.get("plots", [])]
+            lines += ["", *[f"![{Path(plot).stem}]({plot})" for plot in result.get("plots", [])]]
     return "\n".join(lines) + "\n"
 
 
