@@ -38,7 +38,7 @@ def test_extract_rows_and_failures(tiny_model_file, crop_folder):
     assert {"model_id", "template_id", "crop_size"} <= set(table.columns) and (table["crop_size"] == 48).all()
     reasons = {f["path"].rsplit("/", 1)[-1]: f["reason"] for f in table.attrs["failures"]}
     assert set(reasons) == {"broken.jpg", "empty.png"}
-    assert "empty file" in reasons["empty.png"] and "not a readable image" in reasons["broken.jpg"]
+    assert "empty file" in reasons["empty.png"] and "corrupt or truncated" in reasons["broken.jpg"]
     assert extractor.report_.images == 6 and extractor.report_.faces == 4
 
 
@@ -93,3 +93,23 @@ def test_exit_status_is_one_when_nothing_could_be_processed(tiny_model_file, tmp
     (tmp_path / "a.jpg").write_bytes(b"garbage")
     status = main(["extract", str(tmp_path / "a.jpg"), "-o", str(tmp_path / "o.csv"), "--model", str(tiny_model_file)])
     assert status == 1 and (tmp_path / "o.failures.csv").is_file()
+
+
+def test_videos_and_images_share_one_table(tiny_model_file, crop_folder, tmp_path):
+    import cv2
+
+    video = crop_folder / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (48, 48))
+    rng = np.random.default_rng(2)
+    for _ in range(12):
+        writer.write(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8))
+    writer.release()
+    (crop_folder / "fake.mp4").write_bytes(b"not a video")
+    extractor = Extractor(model=tiny_model_file, detector="none")
+    table = extractor.extract([crop_folder], fps=5)
+    video_rows = table[table["frame"].notna()]
+    assert len(table[table["frame"].isna()]) == 4
+    assert video_rows["path"].str.endswith("clip.avi").all() and video_rows["track"].nunique() == 1
+    assert video_rows["time_s"].is_monotonic_increasing and video_rows["time_s"].max() < 1.2
+    reasons = {f["path"].rsplit("/", 1)[-1]: f["reason"] for f in table.attrs["failures"]}
+    assert "fake.mp4" in reasons and extractor.report_.videos[0]["frames"] == len(video_rows)

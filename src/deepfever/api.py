@@ -17,8 +17,8 @@ import torch
 
 from deepfever.errors import HeadUnavailableError, ImageReadError
 from deepfever.evaluation.predict import predict_arrays
-from deepfever.io.images import load_image
-from deepfever.io.inputs import expand_inputs
+from deepfever.io.images import IMAGE_SUFFIXES, load_image
+from deepfever.io.inputs import VIDEO_SUFFIXES, expand_inputs
 from deepfever.models import DEFAULT_MODEL, load_model
 from deepfever.models.checkpoint import resolve_weights
 from deepfever.models.fuse import fuse_batchnorm
@@ -33,6 +33,7 @@ class ExtractionReport:
     images: int = 0
     images_with_faces: int = 0
     faces: int = 0
+    videos: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -40,9 +41,18 @@ class ExtractionReport:
     def images_per_second(self) -> float:
         return self.images / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def processed(self) -> int:
+        """Inputs that gave at least one face (images, or videos with a face track)."""
+        return self.images_with_faces + sum(1 for video in self.videos if video["faces"])
+
     def summary(self) -> str:
+        videos = ""
+        if self.videos:
+            frames = sum(video["frames"] for video in self.videos)
+            videos = f"{len(self.videos)} videos ({frames} frames), "
         return (
-            f"{self.images} images, {self.faces} faces, {len(self.failures)} failures, "
+            f"{self.images} images, {videos}{self.faces} faces, {len(self.failures)} failures, "
             f"{self.seconds:.1f} s ({self.images_per_second:.2f} images/s)"
         )
 
@@ -136,7 +146,7 @@ class Extractor:
         self._check_loaded()
         name = name or self.detector
         if name not in self._detectors:
-            options = dict(self.detector_options or {})
+            options = dict(self.detector_options or {}) if name == self.detector else {}
             if name == "none":
                 options.setdefault("template", self.template_)
             self._detectors[name] = create_detector(name, **options)
@@ -175,16 +185,45 @@ class Extractor:
         inputs: str | os.PathLike | Iterable[str | os.PathLike | np.ndarray],
         detector: str | None = None,
         progress: Callable[[int], None] | None = None,
+        fps: float | None = None,
+        smoothing: float = 0.0,
     ) -> pd.DataFrame:
-        """One row per face in every image of ``inputs`` (files, folders, globs or RGB arrays).
+        """One row per face in every image and video of ``inputs`` (files, folders, globs or RGB arrays).
 
+        Video rows add ``frame``, ``time_s`` and ``track`` (see ``deepfever.video``); ``fps`` samples
+        videos at that rate (``None``: every frame) and ``smoothing`` averages probabilities per track.
         Unreadable files and images without a face do not stop the run: they are listed in
         ``table.attrs["failures"]`` (path, reason) and in ``self.report_``.
         """
-        rows = list(self.iter_extract(inputs, detector, progress))
-        frame = pd.DataFrame(rows, columns=self.columns())
-        frame.attrs["failures"] = list(self.report_.failures)
-        return frame
+        from deepfever.video import VideoReport, iter_video_rows, video_columns
+
+        self._check_loaded()
+        items = _normalise_inputs(inputs)
+        videos = [source for _, source in items if _is_video(source)]
+        images = [item for item in items if not _is_video(item[1])]
+        rows = list(self.iter_extract(images, detector, progress, _normalised=True))
+        report = self.report_
+        started = time.perf_counter()
+        for video in videos:
+            video_report = VideoReport()
+            try:
+                rows.extend(iter_video_rows(self, video, fps=fps, detector=detector, smoothing=smoothing, report=video_report))
+            except (OSError, ValueError) as error:
+                report.failures.append({"path": str(video), "reason": str(error)})
+            else:
+                if not video_report.faces:
+                    report.failures.append({"path": str(video), "reason": "no face track in the video"})
+            report.videos.append({"path": str(video), "frames": video_report.frames, "faces": video_report.faces,
+                                  "tracks": video_report.tracks, "frames_per_second": video_report.frames_per_second})
+            report.faces += video_report.faces
+            if progress:
+                progress(1)
+        report.seconds += time.perf_counter() - started
+        table = pd.DataFrame(rows, columns=video_columns(self) if videos else self.columns())
+        if videos:
+            table = table.astype({"frame": "Int64", "track": "Int64"})
+        table.attrs["failures"] = list(report.failures)
+        return table
 
     def columns(self) -> list[str]:
         self._check_loaded()
@@ -199,12 +238,13 @@ class Extractor:
         inputs: str | os.PathLike | Iterable[str | os.PathLike | np.ndarray],
         detector: str | None = None,
         progress: Callable[[int], None] | None = None,
+        _normalised: bool = False,
     ) -> Iterator[dict[str, Any]]:
-        """Stream rows as batches complete; ``self.report_`` is final once the iterator is exhausted."""
+        """Stream image rows as batches complete; ``self.report_`` is final once the iterator is exhausted."""
         from deepfever.faces.align import align_faces
 
         self._check_loaded()
-        items = _normalise_inputs(inputs)
+        items = inputs if _normalised else _normalise_inputs(inputs)
         finder = self.detector_for(detector)
         self.report_ = report = ExtractionReport()
         started = time.perf_counter()
@@ -268,8 +308,12 @@ def _normalise_inputs(inputs) -> list[tuple[str, Any]]:
             items.append((f"array[{position}]", item))
         else:
             names.append(item)
-    items += [(str(path), path) for path in expand_inputs(names)] if names else []
+    items += [(str(path), path) for path in expand_inputs(names, IMAGE_SUFFIXES | VIDEO_SUFFIXES)] if names else []
     return items
+
+
+def _is_video(source: Any) -> bool:
+    return isinstance(source, Path) and source.suffix.lower() in VIDEO_SUFFIXES
 
 
 def _decode(source: Any) -> np.ndarray | Exception:

@@ -76,8 +76,12 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         origin = typing.get_origin(hint)
     if origin is tuple:
         return tuple(value)
-    if hint is float and isinstance(value, int):
-        return float(value)
+    if hint is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+        # YAML 1.1 reads "1e30" (no dot) as a string; accept any number Python can parse.
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"load_config: {where} expects float, got {value!r}") from None
     if hint in (int, float, str, bool) and not isinstance(value, hint):
         raise ValueError(f"load_config: {where} expects {hint.__name__}, got {value!r}")
     return value

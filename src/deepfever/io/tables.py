@@ -59,8 +59,10 @@ def read_table(path: str | Path) -> pd.DataFrame:
         frame = pd.read_csv(source)
         embedding_columns = [c for c in frame.columns if c.startswith("e") and c[1:].isdigit()]
         if embedding_columns:
-            frame["embedding"] = list(frame[embedding_columns].to_numpy(np.float32))
-            frame = frame.drop(columns=embedding_columns)
+            embedding = pd.Series(list(frame[embedding_columns].to_numpy(np.float32)), index=frame.index, name="embedding")
+            frame = pd.concat([frame.drop(columns=embedding_columns), embedding], axis=1)
+        if "landmarks" in frame:
+            frame["landmarks"] = [_parse_number_list(value) for value in frame["landmarks"]]
     elif suffix == ".npz":
         with np.load(source, allow_pickle=False) as archive:
             frame = pd.DataFrame({key: list(archive[key]) if archive[key].ndim > 1 else archive[key] for key in archive.files})
@@ -89,6 +91,13 @@ def _flatten(frame: pd.DataFrame) -> pd.DataFrame:
         embedding = pd.DataFrame(matrix, columns=[f"e{i}" for i in range(matrix.shape[1])], index=out.index)
         out = pd.concat([out.drop(columns=["embedding"]), embedding], axis=1)
     return out
+
+
+def _parse_number_list(value: object) -> np.ndarray:
+    """CSV stores a landmark array as space-separated numbers; an empty cell (no face) becomes an empty array."""
+    if isinstance(value, str):
+        return np.array(value.split(), dtype=np.float32)
+    return np.zeros(0, dtype=np.float32)
 
 
 def _json_default(value):
