@@ -23,13 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"deepfever.cli.{name}")
-        except ModuleNotFoundError as error:
-            if error.name == f"deepfever.cli.{name}":
-                continue  # command not built in this version
-            raise
-        module.register(subparsers)
+        importlib.import_module(f"deepfever.cli.{name}").register(subparsers)
     return parser
 
 

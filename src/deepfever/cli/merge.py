@@ -1,0 +1,29 @@
+"""``deepfever merge``: join the chunks of a resumable or torchrun ``extract`` into its output table."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("merge", help="join the chunks in OUT.parts/ (extract --resume or torchrun) into one table")
+    parser.add_argument("parts", help="the OUT.parts folder, or the output OUT.<format> it was made for")
+    parser.add_argument("-o", "--output", help="OUT.parquet, OUT.csv, OUT.jsonl or OUT.npz (default: the extract run's output)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from deepfever.cli.extract import failures_path_for, finish_parts
+    from deepfever.io.parts import parts_dir_for, read_manifest
+    from deepfever.io.tables import check_table_path
+
+    given = Path(args.parts)
+    folder = given if given.is_dir() or given.suffix == ".parts" else parts_dir_for(given)
+    manifest = read_manifest(folder)
+    output = args.output or (folder.parent / manifest["output"] if folder == given else given)
+    output = check_table_path(output, args.overwrite)
+    failures_path = failures_path_for(output)
+    if failures_path.exists() and not args.overwrite:
+        raise FileExistsError(f"{failures_path} already exists; pass --overwrite to replace it")
+    return finish_parts(folder, output, command="merge")
