@@ -65,3 +65,19 @@ def test_non_finite_loss_names_the_step(ferplus_root, tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPFEVER_CACHE", str(tmp_path / "cache"))
     with pytest.raises(FloatingPointError, match="epoch 1, step"):
         train(_config(ferplus_root, tmp_path / "nan", ["optim.lr=1e30"]))
+
+
+def test_init_from_starts_at_the_trained_model_and_records_it(ferplus_root, tmp_path, monkeypatch, tiny_model_file):
+    monkeypatch.setenv("DEEPFEVER_CACHE", str(tmp_path / "cache"))
+    train(_config(ferplus_root, tmp_path / "base"))
+    base = tmp_path / "base" / "model.safetensors"
+    frozen_lr = ["epochs=1", "optim.lr=1e-12", "select_from_epoch=1"]
+    train(_config(ferplus_root, tmp_path / "fine", [f"model.init_from={base}", *frozen_lr]))
+    train(_config(ferplus_root, tmp_path / "scratch", frozen_lr))
+    fine = json.loads((tmp_path / "fine" / "model.json").read_text())
+    scratch = json.loads((tmp_path / "scratch" / "model.json").read_text())
+    assert fine["metrics"]["ferplus_valid"]["accuracy"] >= 0.75 > scratch["metrics"]["ferplus_valid"]["accuracy"]
+    assert fine["training"]["initialised_from"]["model"] == str(base.resolve())
+    assert scratch["training"]["initialised_from"] is None
+    with pytest.raises(ValueError, match="init_from"):
+        train(_config(ferplus_root, tmp_path / "bad", [f"model.init_from={tiny_model_file}", "model.embedding_dim=64"]))

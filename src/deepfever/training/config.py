@@ -15,8 +15,12 @@ from deepfever.training.augment import AugmentConfig
 
 @dataclass(frozen=True)
 class ModelSection:
+    """``init_from`` (packaged name or ``.safetensors`` path) starts the weights from a trained model of
+    the same architecture, e.g. to fine-tune the bundled model with the recipe instead of training anew."""
+
     arch: str = "fevernet_s"
     embedding_dim: int = 128
+    init_from: str = ""
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ from deepfever.training.data import assemble, has_labels, load_primary, load_sou
 from deepfever.training.distributed import DistributedContext, init_distributed
 from deepfever.training.hooks import CheckpointHook, EvaluationHook, Hook, read_metrics
 from deepfever.training.state import load_training_state, save_training_state
-from deepfever.training.task import ExpressionTask, active_terms, load_teacher, trained_heads
+from deepfever.training.task import ExpressionTask, active_terms, load_initial_weights, load_teacher, trained_heads
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +145,9 @@ class Trainer:
         self.steps_per_epoch = steps_per_epoch(self.sources[0], counts[0] * context.world_size * config.accumulate_steps,
                                                config.steps_per_epoch)
 
-        self.model = build_model(self.model_config).to(self.device).to(memory_format=torch.channels_last)
+        self.model = build_model(self.model_config)
+        self.initialised_from = load_initial_weights(self.model, config.model.init_from) if config.model.init_from else None
+        self.model = self.model.to(self.device).to(memory_format=torch.channels_last)
         for head in HEADS:  # an untrained head gets no gradient; freezing it also keeps DDP from waiting for one
             getattr(self.model, head).requires_grad_(head in self.model_config.trained_heads)
         decay = [p for p in self.model.parameters() if p.ndim > 1]
@@ -273,6 +275,7 @@ class Trainer:
                 "training": {
                     "data": "; ".join(data),
                     "losses": {name: getattr(config.loss, name) for name in self.terms[1:]},
+                    "initialised_from": self.initialised_from,
                     "teacher": config.distill.teacher or None,
                     "generation": self.lineage["generation"],
                     "lineage": self.lineage["lineage"],

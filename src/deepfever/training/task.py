@@ -120,3 +120,18 @@ def load_teacher(name_or_path: str, device: torch.device) -> tuple[ExpressionMod
         "generation": training.get("generation", 0),
     }
     return teacher, {"lineage": [*training.get("lineage", []), entry], "generation": entry["generation"] + 1}
+
+
+def load_initial_weights(model: ExpressionModel, name_or_path: str) -> dict[str, Any]:
+    """Copy a trained model's weights into ``model`` (same architecture and sizes); returns its provenance."""
+    weights = resolve_weights(name_or_path)
+    source = load_model(weights)
+    mine, theirs = model.config, source.config
+    if (mine.arch, mine.embedding_dim, mine.input_size, mine.in_chans) != (theirs.arch, theirs.embedding_dim, theirs.input_size, theirs.in_chans):
+        raise ValueError(
+            f"model.init_from: {weights} is {theirs.arch} ({theirs.embedding_dim}-d, {theirs.in_chans}x{theirs.input_size}px), "
+            f"the run trains {mine.arch} ({mine.embedding_dim}-d, {mine.in_chans}x{mine.input_size}px)"
+        )
+    model.load_state_dict(source.state_dict())
+    return {"model": str(Path(weights).resolve()), "sha256": hashlib.sha256(Path(weights).read_bytes()).hexdigest(),
+            "data": source.info.get("training", {}).get("data")}
