@@ -20,22 +20,15 @@ from collections import Counter
 from pathlib import Path
 
 from deepfever.data.formats.base import DatasetSplit, Sample, register_format
-from deepfever.data.labels import EMOTION_INDEX
+from deepfever.data.formats.fer2013 import FER2013_TO_EMOTION
 from deepfever.errors import DataFormatError
 
 logger = logging.getLogger(__name__)
 
 LABEL_FILE = Path("label") / "label.lst"
 IMAGE_FOLDER = Path("image") / "origin"
-EXPW_TO_EMOTION = {
-    0: EMOTION_INDEX["anger"],
-    1: EMOTION_INDEX["disgust"],
-    2: EMOTION_INDEX["fear"],
-    3: EMOTION_INDEX["happy"],
-    4: EMOTION_INDEX["sad"],
-    5: EMOTION_INDEX["surprise"],
-    6: EMOTION_INDEX["neutral"],
-}
+EXPW_TO_EMOTION = FER2013_TO_EMOTION
+"""ExpW codes its 7 expressions as FER2013 does (0 angry ... 6 neutral)."""
 
 
 @register_format("expw")
