@@ -81,3 +81,25 @@ def test_init_from_starts_at_the_trained_model_and_records_it(ferplus_root, tmp_
     assert scratch["training"]["initialised_from"] is None
     with pytest.raises(ValueError, match="init_from"):
         train(_config(ferplus_root, tmp_path / "bad", [f"model.init_from={tiny_model_file}", "model.embedding_dim=64"]))
+
+
+def test_backbone_init_starts_resnet_from_a_file_and_the_export_loads_without_it(ferplus_root, tmp_path, monkeypatch):
+    from deepfever.models import create_model, load_model
+
+    monkeypatch.setenv("DEEPFEVER_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(3)
+    pretrained = create_model("resnet18").backbone.state_dict()
+    init_file = tmp_path / "imagenet_like.pth"
+    torch.save(pretrained, init_file)
+    frozen = ["model.arch=resnet18", "model.embedding_dim=32", f"model.backbone_init={init_file}", "epochs=1",
+              "optim.lr=1e-12", "data.limit_train=32", "data.limit_valid=16"]
+    train(_config(ferplus_root, tmp_path / "run", frozen))
+    info = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert info["training"]["initialised_from"]["backbone"]["model"] == str(init_file.resolve())
+    assert "init_weights" not in info["model"]["arch_kwargs"]
+    init_file.unlink()
+    exported = load_model(tmp_path / "run" / "model.safetensors")
+    conv = "conv1.weight" if "conv1.weight" in pretrained else next(iter(pretrained))
+    assert torch.allclose(exported.backbone.state_dict()[conv], pretrained[conv])
+    with pytest.raises(ValueError, match="backbone_init"):
+        train(_config(ferplus_root, tmp_path / "bad", [f"model.backbone_init={tmp_path / 'x.pth'}"]))

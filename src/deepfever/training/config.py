@@ -15,12 +15,19 @@ from deepfever.training.augment import AugmentConfig
 
 @dataclass(frozen=True)
 class ModelSection:
-    """``init_from`` (packaged name or ``.safetensors`` path) starts the weights from a trained model of
-    the same architecture, e.g. to fine-tune the bundled model with the recipe instead of training anew."""
+    """``arch_kwargs`` go to the architecture (e.g. ``{name: convnext_tiny}`` for ``timm``).
+
+    ``init_from`` (packaged name or ``.safetensors`` path) starts every weight from a trained model of
+    the same architecture, e.g. to fine-tune the bundled model with the recipe. ``backbone_init`` (a
+    local ImageNet- or face-pretrained state-dict file; ``resnet*`` and ``timm``) starts the backbone
+    only; it is recorded in the run's provenance, not in the exported model, which loads without it.
+    """
 
     arch: str = "fevernet_s"
     embedding_dim: int = 128
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
     init_from: str = ""
+    backbone_init: str = ""
 
 
 @dataclass(frozen=True)

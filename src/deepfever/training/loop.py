@@ -38,7 +38,7 @@ from deepfever.evaluation.metrics import classification_summary
 from deepfever.evaluation.predict import predict_arrays
 from deepfever.evaluation.triplets import triplet_accuracy
 from deepfever.io.atomic import atomic_write
-from deepfever.models import HEADS, ModelConfig, build_model, save_model
+from deepfever.models import HEADS, ModelConfig, save_model
 from deepfever.models.preprocess import normalize
 from deepfever.training.augment import augment_batch
 from deepfever.training.config import TrainConfig
@@ -46,7 +46,7 @@ from deepfever.training.data import assemble, has_labels, load_primary, load_sou
 from deepfever.training.distributed import DistributedContext, init_distributed
 from deepfever.training.hooks import CheckpointHook, EvaluationHook, Hook, read_metrics
 from deepfever.training.state import load_training_state, save_training_state
-from deepfever.training.task import ExpressionTask, active_terms, load_initial_weights, load_teacher, trained_heads
+from deepfever.training.task import ExpressionTask, active_terms, build_initial_model, load_teacher, trained_heads
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class Trainer:
                 tmp.write_text(json.dumps(environment_report(self.device, context.world_size), indent=2))
 
         self.model_config = ModelConfig(arch=config.model.arch, embedding_dim=config.model.embedding_dim,
-                                        trained_heads=trained_heads(config.loss))
+                                        arch_kwargs=dict(config.model.arch_kwargs), trained_heads=trained_heads(config.loss))
         size = self.model_config.input_size
         self.sources = [load_primary(config.data, size)] + [load_source(source, size, config.seed) for source in config.sources]
         self.valid_images, self.valid_labels, self.valid_triplets = self._load_valid(size)
@@ -145,8 +145,7 @@ class Trainer:
         self.steps_per_epoch = steps_per_epoch(self.sources[0], counts[0] * context.world_size * config.accumulate_steps,
                                                config.steps_per_epoch)
 
-        self.model = build_model(self.model_config)
-        self.initialised_from = load_initial_weights(self.model, config.model.init_from) if config.model.init_from else None
+        self.model, self.initialised_from = build_initial_model(self.model_config, config.model)
         self.model = self.model.to(self.device).to(memory_format=torch.channels_last)
         for head in HEADS:  # an untrained head gets no gradient; freezing it also keeps DDP from waiting for one
             getattr(self.model, head).requires_grad_(head in self.model_config.trained_heads)

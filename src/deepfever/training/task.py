@@ -8,6 +8,7 @@ student learns the teacher's function rather than its answers on clean images on
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,8 @@ import torch
 from torch import nn
 
 from deepfever.models import ExpressionModel, ModelConfig, load_model
-from deepfever.models.checkpoint import resolve_weights
-from deepfever.training.config import DistillSection, LossSection
+from deepfever.models.checkpoint import build_model, resolve_weights
+from deepfever.training.config import DistillSection, LossSection, ModelSection
 from deepfever.training.data import has_labels
 from deepfever.training.losses import ConcordanceLoss, EmbeddingDistillation, FecTripletLoss, SoftCrossEntropy, SoftenedKLDivergence
 
@@ -114,16 +115,30 @@ def load_teacher(name_or_path: str, device: torch.device) -> tuple[ExpressionMod
     teacher = load_model(weights, device=device)
     training = teacher.info.get("training", {})
     entry = {
-        "model": str(Path(weights).resolve()),
-        "sha256": hashlib.sha256(Path(weights).read_bytes()).hexdigest(),
+        **_provenance(Path(weights)),
         "data": training.get("data"),
         "generation": training.get("generation", 0),
     }
     return teacher, {"lineage": [*training.get("lineage", []), entry], "generation": entry["generation"] + 1}
 
 
-def load_initial_weights(model: ExpressionModel, name_or_path: str) -> dict[str, Any]:
-    """Copy a trained model's weights into ``model`` (same architecture and sizes); returns its provenance."""
+def build_initial_model(model_config: ModelConfig, section: ModelSection) -> tuple[ExpressionModel, dict[str, Any] | None]:
+    """The model a run starts from, and where its weights came from (``None``: random init)."""
+    if section.init_from and section.backbone_init:
+        raise ValueError("model: set init_from (a whole trained model) or backbone_init (a backbone file), not both")
+    if not section.backbone_init:
+        model = build_model(model_config)
+        return model, (_load_initial_weights(model, section.init_from) if section.init_from else None)
+    try:
+        model = build_model(replace(model_config, arch_kwargs={**model_config.arch_kwargs, "init_weights": section.backbone_init}))
+    except TypeError as error:
+        raise ValueError(f"model.backbone_init: architecture {model_config.arch!r} takes no backbone weights file "
+                         "(resnet18, resnet50 and timm do); use model.init_from for a trained DeepFEVER model") from error
+    model.config = model_config  # the exported model must load without the init file
+    return model, {"backbone": _provenance(Path(section.backbone_init))}
+
+
+def _load_initial_weights(model: ExpressionModel, name_or_path: str) -> dict[str, Any]:
     weights = resolve_weights(name_or_path)
     source = load_model(weights)
     mine, theirs = model.config, source.config
@@ -133,5 +148,8 @@ def load_initial_weights(model: ExpressionModel, name_or_path: str) -> dict[str,
             f"the run trains {mine.arch} ({mine.embedding_dim}-d, {mine.in_chans}x{mine.input_size}px)"
         )
     model.load_state_dict(source.state_dict())
-    return {"model": str(Path(weights).resolve()), "sha256": hashlib.sha256(Path(weights).read_bytes()).hexdigest(),
-            "data": source.info.get("training", {}).get("data")}
+    return {**_provenance(Path(weights)), "data": source.info.get("training", {}).get("data")}
+
+
+def _provenance(path: Path) -> dict[str, Any]:
+    return {"model": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
