@@ -113,3 +113,5 @@ def test_videos_and_images_share_one_table(tiny_model_file, crop_folder, tmp_pat
     assert video_rows["time_s"].is_monotonic_increasing and video_rows["time_s"].max() < 1.2
     reasons = {f["path"].rsplit("/", 1)[-1]: f["reason"] for f in table.attrs["failures"]}
     assert "fake.mp4" in reasons and extractor.report_.videos[0]["frames"] == len(video_rows)
+    summary = extractor.report_.summary()
+    assert "6 images, 2 videos (6 frames), 10 faces, 3 failures" in summary and "images/s" in summary and "frames/s" in summary

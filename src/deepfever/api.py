@@ -47,14 +47,15 @@ class ExtractionReport:
         return self.images_with_faces + sum(1 for video in self.videos if video["faces"])
 
     def summary(self) -> str:
-        videos = ""
+        """One line: counts, failures, time, and the rate of what was processed (images and/or frames)."""
+        parts = [f"{self.images} images"]
+        rates = [f"{self.images_per_second:.2f} images/s"] if self.images or not self.videos else []
         if self.videos:
             frames = sum(video["frames"] for video in self.videos)
-            videos = f"{len(self.videos)} videos ({frames} frames), "
-        return (
-            f"{self.images} images, {videos}{self.faces} faces, {len(self.failures)} failures, "
-            f"{self.seconds:.1f} s ({self.images_per_second:.2f} images/s)"
-        )
+            parts.append(f"{len(self.videos)} videos ({frames} frames)")
+            rates.append(f"{frames / self.seconds if self.seconds > 0 else 0.0:.1f} frames/s")
+        parts += [f"{self.faces} faces", f"{len(self.failures)} failures", f"{self.seconds:.1f} s ({', '.join(rates)})"]
+        return ", ".join(parts)
 
 
 @dataclass
