@@ -38,6 +38,16 @@ def tiny_model_file(tmp_path_factory) -> Path:
     return save_model(model.eval(), tmp_path_factory.mktemp("model") / "tiny.safetensors", {"training": {"data": "none (random init)"}})
 
 
+def write_random_crops(folder: Path, count: int, prefix: str, seed: int = 0) -> list[Path]:
+    """``count`` random 48x48 RGB 'face crops' named ``{prefix}{i}.png`` (for detector ``none``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = [folder / f"{prefix}{index}.png" for index in range(count)]
+    for path in paths:
+        Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(path)
+    return paths
+
+
 def write_ferplus_fixture(root: Path, per_split: int = 48, seed: int = 0) -> Path:
     """A FERPlus-layout dataset: FER2013Train/Valid with label.csv vote counts and 48x48 PNGs.
 

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from conftest import write_random_crops
 from deepfever.applications.compare import (
     compare_vectors,
     odd_one_out_vectors,
@@ -200,10 +201,7 @@ def test_attach_identities_matches_paths_and_names(tmp_path):
 @pytest.fixture
 def face_images(tmp_path):
     folder = tmp_path / "faces"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for index in range(8):
-        Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(folder / f"f{index}.png")
+    write_random_crops(folder, 8, "f")
     return folder
 
 

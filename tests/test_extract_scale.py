@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
+from conftest import write_random_crops
 from deepfever.api import Extractor
 from deepfever.cli import main
 from deepfever.io.parts import done_chunks, read_parts
@@ -19,11 +19,9 @@ from deepfever.io.tables import read_table
 def collection(tmp_path):
     """Five 48x48 'face crops', a corrupt file and a short video: 7 inputs, 4 chunks of 2 (the video alone last)."""
     folder = tmp_path / "inputs"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for index in range(5):
-        Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(folder / f"face{index}.png")
+    write_random_crops(folder, 5, "face")
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    rng = np.random.default_rng(1)
     writer = cv2.VideoWriter(str(folder / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (48, 48))
     for _ in range(4):
         writer.write(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8))
