@@ -8,6 +8,7 @@ student learns the teacher's function rather than its answers on clean images on
 from __future__ import annotations
 
 import hashlib
+import inspect
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from torch import nn
 
 from deepfever.models import ExpressionModel, ModelConfig, load_model
 from deepfever.models.checkpoint import build_model, resolve_weights
+from deepfever.models.registry import architecture_entrypoint
 from deepfever.training.config import DistillSection, LossSection, ModelSection
 from deepfever.training.data import has_labels
 from deepfever.training.losses import ConcordanceLoss, EmbeddingDistillation, FecTripletLoss, SoftCrossEntropy, SoftenedKLDivergence
@@ -129,11 +131,10 @@ def build_initial_model(model_config: ModelConfig, section: ModelSection) -> tup
     if not section.backbone_init:
         model = build_model(model_config)
         return model, (_load_initial_weights(model, section.init_from) if section.init_from else None)
-    try:
-        model = build_model(replace(model_config, arch_kwargs={**model_config.arch_kwargs, "init_weights": section.backbone_init}))
-    except TypeError as error:
+    if "init_weights" not in inspect.signature(architecture_entrypoint(model_config.arch)).parameters:
         raise ValueError(f"model.backbone_init: architecture {model_config.arch!r} takes no backbone weights file "
-                         "(resnet18, resnet50 and timm do); use model.init_from for a trained DeepFEVER model") from error
+                         "(resnet18, resnet50 and timm do); use model.init_from for a trained DeepFEVER model")
+    model = build_model(replace(model_config, arch_kwargs={**model_config.arch_kwargs, "init_weights": section.backbone_init}))
     model.config = model_config  # the exported model must load without the init file
     return model, {"backbone": _provenance(Path(section.backbone_init))}
 
