@@ -8,14 +8,16 @@ from pathlib import Path
 
 import torch
 
+from deepfever._version import source_revision
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 RESULTS = REPO / "benchmarks" / "results"
 
 
 def save_result(name: str, result: dict) -> Path:
-    """Write ``benchmarks/results/<name>.json`` with the machine it was measured on."""
-    result = {**result, "machine": {"python": sys.version.split()[0], "torch": torch.__version__,
+    """Write ``benchmarks/results/<name>.json`` with the source revision and machine it was measured on."""
+    result = {**result, "deepfever_revision": source_revision(), "machine": {"python": sys.version.split()[0], "torch": torch.__version__,
                                     "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}}
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

@@ -1,16 +1,15 @@
 """Training throughput (images/s) of the real training step: augmentation, forward, losses, backward, SGD.
 
-Measures fevernet_s and fevernet_m on CPU, and on CUDA when present (bf16 autocast, channels-last;
-GPU utilisation sampled with torch.cuda.utilization or nvidia-smi while timing). The step is the
-multi-task one (soft CE on every image + FEC triplet loss on a third of the batch), on random data.
+Measures fevernet_s and fevernet_m (or --archs, e.g. resnet18) on CPU, and on CUDA when present
+(bf16 autocast, channels-last, augmentation on the GPU as in training; utilisation sampled with
+torch.cuda.utilization or nvidia-smi while timing). The step is the multi-task one (soft CE on every
+image + FEC triplet loss on a third of the batch), on random data; a real run's metrics.csv gives
+images/s and, on CUDA, GPU utilisation per epoch with the full data pipeline.
 Run: .venv/bin/python benchmarks/train_throughput.py [--batch-size 64] [--seconds 10] [--compile]
 """
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
-import threading
 import time
 
 import torch
@@ -20,32 +19,8 @@ from deepfever.models import ModelConfig, build_model
 from deepfever.models.preprocess import normalize
 from deepfever.training.augment import AugmentConfig, augment_batch
 from deepfever.training.config import DistillSection, LossSection
+from deepfever.training.monitor import UtilisationMeter, read_gpu_utilisation
 from deepfever.training.task import ExpressionTask
-
-
-class UtilisationSampler(threading.Thread):
-    """Samples GPU utilisation (%) every ``interval`` seconds until stopped."""
-
-    def __init__(self, device: torch.device, interval: float = 0.2) -> None:
-        super().__init__(daemon=True)
-        self.device, self.interval, self.samples, self.running = device, interval, [], True
-
-    def read(self) -> float | None:
-        try:
-            return float(torch.cuda.utilization(self.device))
-        except Exception:  # pynvml missing: fall back to nvidia-smi
-            if not shutil.which("nvidia-smi"):
-                return None
-            output = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
-                                     f"--id={self.device.index or 0}"], capture_output=True, text=True).stdout.strip()
-            return float(output) if output else None
-
-    def run(self) -> None:
-        while self.running:
-            value = self.read()
-            if value is not None:
-                self.samples.append(value)
-            time.sleep(self.interval)
 
 
 def measure(arch: str, device: torch.device, batch_size: int, seconds: float, compile_model: bool) -> dict:
@@ -64,8 +39,8 @@ def measure(arch: str, device: torch.device, batch_size: int, seconds: float, co
              "types": torch.randint(1, 4, (triplet_count,), generator=generator).to(device)}
 
     def step() -> None:
-        augmented = augment_batch(images.float().div(255), AugmentConfig(), generator)
-        batch["images"] = normalize(augmented, config).to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        augmented = augment_batch(images.to(device, non_blocking=True).float().div(255), AugmentConfig(), generator)
+        batch["images"] = normalize(augmented, config).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             terms, _ = task(batch)
         optimizer.zero_grad(set_to_none=True)
@@ -74,22 +49,21 @@ def measure(arch: str, device: torch.device, batch_size: int, seconds: float, co
 
     for _ in range(3 if not compile_model else 10):
         step()
-    sampler = UtilisationSampler(device) if device.type == "cuda" else None
-    if device.type == "cuda":
+    meter = UtilisationMeter(lambda: read_gpu_utilisation(device), min_interval=0.2) if device.type == "cuda" else None
+    if meter:
         torch.cuda.synchronize(device)
-        sampler.start()
     steps, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         step()
         steps += 1
-    if device.type == "cuda":
+        if meter:
+            meter.maybe_sample()
+    if meter:
         torch.cuda.synchronize(device)
-        sampler.running = False
-        sampler.join()
     elapsed = time.perf_counter() - started
     result = {"images_per_second": steps * batch_size / elapsed, "steps": steps, "seconds": elapsed}
-    if sampler is not None:
-        result["gpu_utilisation_percent"] = sum(sampler.samples) / len(sampler.samples) if sampler.samples else None
+    if meter:
+        result["gpu_utilisation_percent"] = meter.take_mean()
         result["gpu"] = torch.cuda.get_device_name(device)
     return result
 

@@ -35,7 +35,8 @@ def test_training_writes_every_artefact_and_learns(ferplus_root, tmp_path, monke
     info = json.loads((output / "model.json").read_text())
     assert info["model"]["template"]["size"] == 48 and info["model"]["trained_heads"] == ["emotion"]
     assert info["metrics"]["ferplus_valid"]["accuracy"] >= 0.75  # four easy synthetic classes
-    assert json.loads((output / "environment.json").read_text())["torch"] == torch.__version__
+    environment = json.loads((output / "environment.json").read_text())
+    assert environment["torch"] == torch.__version__ and "deepfever_revision" in environment
 
 
 def test_refuses_to_overwrite_a_run(ferplus_root, tmp_path, monkeypatch):

@@ -156,7 +156,7 @@ def _embed_and_evaluate(args: argparse.Namespace):
 
     from tqdm import tqdm
 
-    from deepfever._version import __version__
+    from deepfever._version import __version__, source_revision
     from deepfever.evaluation._probe_data import embed_labelled, load_labelled
     from deepfever.evaluation.probe import CLASSIFIERS, evaluate_probe
     from deepfever.models import DEFAULT_MODEL
@@ -173,6 +173,7 @@ def _embed_and_evaluate(args: argparse.Namespace):
     model = args.model or DEFAULT_MODEL
     report: dict[str, Any] = {
         "deepfever_version": __version__,
+        "deepfever_revision": source_revision(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "extractor": {**extractor.fingerprint_, "model": str(Path(model).resolve()) if Path(model).suffix == ".safetensors" else model,
                       "detector": args.detector},

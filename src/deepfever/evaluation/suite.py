@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from deepfever._version import __version__
+from deepfever._version import __version__, source_revision
 from deepfever.errors import DeepFeverError
 
 logger = logging.getLogger(__name__)
@@ -134,8 +134,8 @@ def run_suite(suite: Suite, models: Sequence[str | Path], output_dir: str | Path
 
     if not models:
         raise ValueError("run_suite: give at least one model (packaged name or .safetensors path)")
-    report: dict[str, Any] = {"suite": suite.name, "deepfever_version": __version__, "flip_tta": suite.flip_tta,
-                              "entries": [entry.name for entry in suite.entries], "models": []}
+    report: dict[str, Any] = {"suite": suite.name, "deepfever_version": __version__, "deepfever_revision": source_revision(),
+                              "flip_tta": suite.flip_tta, "entries": [entry.name for entry in suite.entries], "models": []}
     for name in models:
         model = load_model(name, device)
         info = getattr(model, "info", {})

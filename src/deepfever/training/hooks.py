@@ -1,7 +1,8 @@
 """Hooks the training loop calls after each optimiser step and each epoch (rank 0 writes files).
 
 ``EvaluationHook`` scores the validation split, exports the best model and writes ``metrics.csv``
-and ``curves.png``; ``CheckpointHook`` writes ``checkpoints/last`` every N steps and every epoch.
+and ``curves.png``; ``CheckpointHook`` writes ``checkpoints/last`` every N steps and every epoch;
+``GpuUtilisationHook`` adds each epoch's mean GPU utilisation to its metrics row.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deepfever.io.atomic import atomic_write
+from deepfever.training.monitor import UtilisationMeter
 
 if TYPE_CHECKING:  # pragma: no cover - import for type hints only
     from deepfever.training.loop import Trainer
@@ -44,6 +46,23 @@ class CheckpointHook(Hook):
 
     def after_epoch(self, trainer: "Trainer") -> None:
         trainer.save_checkpoint()
+
+
+class GpuUtilisationHook(Hook):
+    """Samples utilisation during the epoch's steps; must run before ``EvaluationHook``.
+
+    The first step of an epoch is skipped: NVML's last sample period then still covers evaluation.
+    """
+
+    def __init__(self, meter: UtilisationMeter) -> None:
+        self.meter = meter
+
+    def after_step(self, trainer: "Trainer") -> None:
+        if trainer.steps_per_epoch == 1 or trainer.step % trainer.steps_per_epoch != 1:
+            self.meter.maybe_sample()
+
+    def after_epoch(self, trainer: "Trainer") -> None:
+        trainer.epoch_extras["gpu_utilisation_percent"] = self.meter.take_mean()
 
 
 def read_metrics(path: Path) -> list[dict[str, float]]:
