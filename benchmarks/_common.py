@@ -9,10 +9,17 @@ from pathlib import Path
 import torch
 
 from deepfever._version import source_revision
+from deepfever.models import DEFAULT_MODEL
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 RESULTS = REPO / "benchmarks" / "results"
+
+
+def result_name(base: str, model: str) -> str:
+    """``base`` for the bundled default model, ``base__<model>`` otherwise: one model's results never replace another's."""
+    tag = Path(model).stem if str(model).endswith(".safetensors") else str(model)
+    return base if tag == DEFAULT_MODEL else f"{base}__{tag}"
 
 
 def save_result(name: str, result: dict) -> Path:

@@ -10,13 +10,14 @@ import time
 
 import numpy as np
 
-from _common import save_result
+from _common import result_name, save_result
 from deepfever import Extractor
+from deepfever.models import DEFAULT_MODEL
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="fevernet_s.ferplus")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
@@ -30,7 +31,7 @@ def main() -> None:
         extractor.embed(crops)
         batches += 1
     elapsed = time.perf_counter() - started
-    save_result("embed_throughput", {
+    save_result(result_name("embed_throughput", args.model), {
         "model": extractor.fingerprint_["model_id"], "batch_size": args.batch_size,
         "faces_per_second": batches * args.batch_size / elapsed, "batches": batches, "seconds": elapsed,
     })

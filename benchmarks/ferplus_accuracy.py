@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import argparse
 
-from _common import SHARED, save_result
+from _common import SHARED, result_name, save_result
 from deepfever.evaluation.ferplus import evaluate_ferplus
-from deepfever.models import load_model
+from deepfever.models import DEFAULT_MODEL, load_model
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="fevernet_s.ferplus")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--root", default=str(SHARED / "data" / "ferplus"))
     args = parser.parse_args()
     model = load_model(args.model)
@@ -23,7 +23,7 @@ def main() -> None:
         key = "flip_tta" if flip else "single_crop"
         result[key] = {"n": summary["n"], "accuracy": summary["accuracy"], "macro_f1": summary["macro_f1"],
                        "per_class_recall": {k: v["recall"] for k, v in summary["per_class"].items()}}
-    save_result("ferplus_accuracy", result)
+    save_result(result_name("ferplus_accuracy", args.model), result)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,11 @@ import argparse
 
 import numpy as np
 
-from _common import SHARED, save_result
+from _common import SHARED, result_name, save_result
 from deepfever.data.arrays import load_grey_array
 from deepfever.evaluation.predict import predict_arrays
 from deepfever.evaluation.triplets import ferplus_vote_triplets, triplet_accuracy
-from deepfever.models import load_model
+from deepfever.models import DEFAULT_MODEL, load_model
 from deepfever.training.state import load_checkpoint_model
 
 
@@ -29,7 +29,7 @@ def raw_pixel_embeddings(crops: np.ndarray) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--model", default="fevernet_s.ferplus", help="packaged name or .safetensors model file")
+    source.add_argument("--model", default=DEFAULT_MODEL, help="packaged name or .safetensors model file")
     source.add_argument("--checkpoint", help="a training checkpoint (checkpoints/last.safetensors) instead of a model file")
     parser.add_argument("--root", default=str(SHARED / "data" / "ferplus"))
     parser.add_argument("--count", type=int, default=10_000)
@@ -41,7 +41,7 @@ def main() -> None:
     samples, triplets = ferplus_vote_triplets(args.root, "valid", args.count, args.seed, args.margin)
     crops = load_grey_array(samples, model.config.input_size)
     embeddings = predict_arrays(model, crops, flip_tta=args.flip_tta)["embedding"]
-    save_result("ferplus_triplets", {
+    save_result(result_name("ferplus_triplets", args.checkpoint or args.model), {
         "model": args.checkpoint or args.model, "split": "valid", "images": len(samples), "seed": args.seed,
         "margin": args.margin, "flip_tta": args.flip_tta, "type_counts": triplets.type_counts(),
         "model_embedding": triplet_accuracy(embeddings, triplets),

@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from _common import SHARED, save_result
+from _common import SHARED, result_name, save_result
 from deepfever import Extractor
+from deepfever.models import DEFAULT_MODEL
 from deepfever.faces.detect import create_detector
 from deepfever.video import Frame, VideoReport, iter_frame_rows, iter_frames, probe_video
 
@@ -59,7 +60,7 @@ def run(extractor: Extractor, frames, rate: float, options: dict, sample_every: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="fevernet_s.ferplus", help="packaged model name or .safetensors path")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="packaged model name or .safetensors path")
     parser.add_argument("--detector", default="yunet", choices=("mtcnn", "yunet"))
     parser.add_argument("--detect-side", type=int, default=320, help="longer side frames are shrunk to for detection; 0 = full size")
     parser.add_argument("--detect-every", type=int, default=1, help="run the detector every k frames, follow faces in between")
@@ -83,7 +84,7 @@ def main() -> None:
         long = run(extractor, stream, rate, options, sample_every=int(rate * 30))
         long["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         result[f"stream_{args.minutes:g}_min"] = {"fps": args.long_fps or "every frame", **long}
-    save_result(f"video_throughput_{args.detector}_side{args.detect_side}_every{args.detect_every}", result)
+    save_result(result_name(f"video_throughput_{args.detector}_side{args.detect_side}_every{args.detect_every}", args.model), result)
     print(f"{args.detector}: {clip['frames_per_second']} frames/s wall, {clip['cpu_ms_per_frame']} CPU ms/frame on {CLIP.name}")
 
 
