@@ -76,3 +76,13 @@ def test_gpu_hook_puts_the_epochs_mean_in_the_row_and_skips_each_epochs_first_st
         hook.after_epoch(trainer)
         means.append(trainer.epoch_extras["gpu_utilisation_percent"])
     assert means == [1.0, 4.0]  # readings 0,1,2 then 3,4,5: steps 2-4 of each epoch
+
+
+def test_gpu_hook_leaves_the_column_out_when_nothing_answers():
+    hook = GpuUtilisationHook(UtilisationMeter(lambda: None, min_interval=0.0))
+    trainer = SimpleNamespace(step=0, steps_per_epoch=2, epoch_extras={})
+    for _ in range(2):
+        trainer.step += 1
+        hook.after_step(trainer)
+    hook.after_epoch(trainer)
+    assert trainer.epoch_extras == {}

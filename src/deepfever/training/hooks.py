@@ -62,7 +62,9 @@ class GpuUtilisationHook(Hook):
             self.meter.maybe_sample()
 
     def after_epoch(self, trainer: "Trainer") -> None:
-        trainer.epoch_extras["gpu_utilisation_percent"] = self.meter.take_mean()
+        mean = self.meter.take_mean()
+        if mean is not None:  # no answer from NVML or nvidia-smi: leave the column out
+            trainer.epoch_extras["gpu_utilisation_percent"] = mean
 
 
 def read_metrics(path: Path) -> list[dict[str, float]]:

@@ -119,12 +119,13 @@ class Trainer:
             torch.set_num_threads(config.num_threads)
         torch.manual_seed(config.seed)  # model initialisation: identical on every rank
         self.device = context.device
+        self.environment = environment_report(self.device, context.world_size)  # the code and machine this run started on
         if context.is_main:
             self.output.mkdir(parents=True, exist_ok=True)
             with atomic_write(self.output / "config.yaml") as tmp:
                 tmp.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
             with atomic_write(self.output / "environment.json") as tmp:
-                tmp.write_text(json.dumps(environment_report(self.device, context.world_size), indent=2))
+                tmp.write_text(json.dumps(self.environment, indent=2))
 
         self.model_config = ModelConfig(arch=config.model.arch, embedding_dim=config.model.embedding_dim,
                                         arch_kwargs=dict(config.model.arch_kwargs), trained_heads=trained_heads(config.loss))
@@ -274,7 +275,6 @@ class Trainer:
         logger.info("epoch %d/%d %s", self.epoch, config.epochs, {k: round(v, 4) for k, v in row.items() if k != "epoch"})
         if self.epoch >= config.select_from_epoch and summary["accuracy"] > self.best_accuracy:
             self.best_accuracy = summary["accuracy"]
-            environment = environment_report(self.device, self.context.world_size)
             data = [f"{source.describe()}" for source in self.sources]
             _export(self.model, self.model_config, self.output / f"{config.export_name}.safetensors", {
                 "training": {
@@ -286,8 +286,8 @@ class Trainer:
                     "lineage": self.lineage["lineage"],
                     "selected_on": f"{config.data.format}:{config.data.valid_split}, epoch {self.epoch} of {config.epochs}",
                     "config": config_to_dict(config),
-                    "command": environment["command"],
-                    "environment": environment,
+                    "command": self.environment["command"],
+                    "environment": self.environment,
                 },
                 "metrics": {**metrics, "flip_tta": config.eval_flip_tta},
             })
