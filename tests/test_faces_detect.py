@@ -24,16 +24,27 @@ def test_unknown_detector_lists_choices() -> None:
         create_detector("retinaface")
 
 
-def test_yunet_requires_model_path(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="model_path is required"):
-        create_detector("yunet")
+def test_yunet_is_bundled_with_its_recorded_sha256(tmp_path: Path) -> None:
+    from deepfever.faces.yunet import BUNDLED_MODEL
+
+    assert _mtcnn_weights._sha256(BUNDLED_MODEL) == "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0"
+    assert create_detector("yunet").model_path == BUNDLED_MODEL
     with pytest.raises(FileNotFoundError, match="is not a file"):
         create_detector("yunet", model_path=tmp_path / "missing.onnx")
 
 
-def test_default_detector_is_mtcnn_and_lazy() -> None:
+def test_default_detector_is_yunet() -> None:
     detector = create_detector()
-    assert isinstance(detector, Detector) and detector.name == "mtcnn"
+    assert isinstance(detector, Detector) and detector.name == "yunet"
+
+
+def test_device_goes_to_torch_detectors_only(device: str) -> None:
+    mtcnn = create_detector("mtcnn", device=device)
+    assert mtcnn.device == torch.device(device)
+    assert all(next(net.parameters()).device.type == torch.device(device).type for net in mtcnn._load())
+    # YuNet runs in OpenCV on the CPU: the device is not an error, it is simply not used.
+    assert create_detector("yunet", device=device).name == "yunet"
+    assert create_detector("none", device=device).name == "none"
 
 
 def test_none_detector_returns_whole_image_with_template_landmarks() -> None:

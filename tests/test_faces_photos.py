@@ -73,6 +73,34 @@ def test_detection_is_deterministic_and_batch_matches_single(mtcnn: MTCNN, photo
     _assert_same_faces(mtcnn.detect(group), single[0], atol=0)
     for batched, alone in zip(mtcnn.detect_batch([group, photo]), single):
         _assert_same_faces(batched, alone, atol=1e-3)
+    # Same-size images share each P-Net forward pass (video frames): results must not change.
+    mirrored = np.ascontiguousarray(photo[:, ::-1])
+    for batched, alone in zip(mtcnn.detect_batch([photo, mirrored]), [single[1], mtcnn.detect(mirrored)]):
+        _assert_same_faces(batched, alone, atol=1e-3)
+
+
+def test_default_yunet_finds_every_face_mtcnn_finds(mtcnn: MTCNN) -> None:
+    """The default detector was chosen on these photos: it must keep finding all of MTCNN's faces."""
+    yunet = create_detector()
+    for path in sorted(PHOTOS.iterdir()):
+        image = load_image(path)
+        found = yunet.detect(image)
+        for face in mtcnn.detect(image):
+            assert max((_iou(face.box, other.box) for other in found), default=0.0) > 0.5, f"{path.name}: a face was missed"
+
+
+def test_yunet_refines_landmarks_of_faces_small_after_shrinking(photo: np.ndarray) -> None:
+    """A face pasted into a large canvas is tiny at max_side; refined landmarks match the face found alone."""
+    canvas = np.full((3000, 4000, 3), 127, np.uint8)
+    canvas[1000:1000 + photo.shape[0], 2000:2000 + photo.shape[1]] = photo
+    [alone] = create_detector("yunet").detect(photo)
+    expected = alone.landmarks + np.array([2000, 1000], np.float32)
+    [refined] = create_detector("yunet").detect(canvas)
+    [coarse] = create_detector("yunet", refine_below=0).detect(canvas)
+    refined_error = np.abs(refined.landmarks - expected).max()
+    # YuNet's landmarks move by a few percent of the face width between scales; shrunk 6x they move more.
+    assert refined_error < 0.05 * (alone.box[2] - alone.box[0])
+    assert refined_error < np.abs(coarse.landmarks - expected).max()
 
 
 def test_aligned_face_redetects_on_template(mtcnn: MTCNN, photo: np.ndarray) -> None:

@@ -15,7 +15,9 @@ from deepfever.faces.types import Face
 if TYPE_CHECKING:
     from deepfever.faces.align import AlignmentTemplate
 
-DEFAULT_DETECTOR = "mtcnn"
+# Chosen by measurement on ../shared/data/photos (benchmarks/photos_end_to_end.py): YuNet finds every
+# face MTCNN finds there and runs several times faster; see README "Face detection and alignment".
+DEFAULT_DETECTOR = "yunet"
 
 
 def as_rgb_uint8(image: np.ndarray, caller: str) -> np.ndarray:
@@ -92,11 +94,6 @@ def _create_mtcnn(**kwargs: Any) -> Detector:
 def _create_yunet(**kwargs: Any) -> Detector:
     from deepfever.faces.yunet import YuNet
 
-    if kwargs.get("model_path") is None:
-        raise ValueError(
-            "create_detector('yunet'): the keyword model_path is required, got none; pass the path of an OpenCV"
-            " YuNet .onnx file (e.g. face_detection_yunet_2023mar.onnx from the OpenCV model zoo)"
-        )
     return YuNet(**kwargs)
 
 
@@ -112,8 +109,15 @@ def list_detectors() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_detector(name: str = DEFAULT_DETECTOR, **kwargs: Any) -> Detector:
+# Detectors whose networks run in torch and so can follow the embedder onto a GPU.
+_TORCH_DETECTORS = frozenset({"mtcnn"})
+
+
+def create_detector(name: str = DEFAULT_DETECTOR, device: str | None = None, **kwargs: Any) -> Detector:
     """Build a detector by name; keyword arguments go to its constructor.
+
+    ``device`` (e.g. the extractor's ``cuda:1``) moves detectors that run in torch there; the others
+    run on the CPU and ignore it, so callers can always pass their device.
 
     Example:
         >>> create_detector("none").name
@@ -122,4 +126,6 @@ def create_detector(name: str = DEFAULT_DETECTOR, **kwargs: Any) -> Detector:
     factory = _REGISTRY.get(name)
     if factory is None:
         raise ValueError(f"create_detector: unknown detector {name!r}; valid choices are {list_detectors()}")
+    if device is not None and name in _TORCH_DETECTORS:
+        kwargs["device"] = device
     return factory(**kwargs)

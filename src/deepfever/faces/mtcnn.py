@@ -23,6 +23,7 @@ from deepfever.faces.types import Face
 _PNET_CELL = 12
 _PNET_STRIDE = 2
 _BATCH = 512  # R/O-Net crops per forward pass: bounds memory on crowded images
+_NMS_BLOCK = 1024  # rows of the NMS overlap matrix computed at once
 
 
 class PNet(nn.Module):
@@ -92,13 +93,13 @@ class ONet(nn.Module):
         return torch.softmax(self.dense6_1(x), dim=1)[:, 1], self.dense6_2(x), self.dense6_3(x)
 
 
-def box_overlap(box: torch.Tensor, boxes: torch.Tensor, mode: str = "union") -> torch.Tensor:
-    """Overlap of one box (4,) with many (N, 4): intersection over union, or over the smaller area."""
-    width = (torch.minimum(box[2], boxes[:, 2]) - torch.maximum(box[0], boxes[:, 0])).clamp(min=0)
-    height = (torch.minimum(box[3], boxes[:, 3]) - torch.maximum(box[1], boxes[:, 1])).clamp(min=0)
+def box_overlap(boxes: torch.Tensor, others: torch.Tensor, mode: str = "union") -> torch.Tensor:
+    """Overlap matrix (N, M) of boxes (N, 4) with others (M, 4): intersection over union, or over the smaller area."""
+    width = (torch.minimum(boxes[:, None, 2], others[None, :, 2]) - torch.maximum(boxes[:, None, 0], others[None, :, 0])).clamp(min=0)
+    height = (torch.minimum(boxes[:, None, 3], others[None, :, 3]) - torch.maximum(boxes[:, None, 1], others[None, :, 1])).clamp(min=0)
     inter = width * height
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[:, None]
+    areas = ((others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1]))[None, :]
     if mode == "union":
         return inter / (area + areas - inter).clamp(min=1e-12)
     if mode == "min":
@@ -110,16 +111,22 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, mode: str =
     """Greedy non-maximum suppression; returns kept indices by descending score.
 
     A box is dropped when its overlap with a higher-scoring kept box exceeds ``threshold``; ties in
-    score keep the lower index first, so results are deterministic.
+    score keep the lower index first, so results are deterministic. The overlaps are computed as
+    matrices on the boxes' device (blocks of ``_NMS_BLOCK`` rows bound memory); only the greedy pass
+    over a boolean matrix runs on the host.
     """
     order = torch.sort(scores, descending=True, stable=True).indices
+    ranked = boxes[order]
+    suppress = torch.cat([box_overlap(block, ranked, mode) > threshold for block in ranked.split(_NMS_BLOCK)]) \
+        if len(ranked) else torch.zeros(0, 0, dtype=torch.bool)
+    suppress = suppress.cpu().numpy()
+    removed = np.zeros(len(order), bool)
     keep = []
-    while order.numel() > 0:
-        best = order[0]
-        keep.append(best)
-        rest = order[1:]
-        order = rest[box_overlap(boxes[best], boxes[rest], mode) <= threshold]
-    return torch.stack(keep) if keep else torch.empty(0, dtype=torch.long, device=boxes.device)
+    for position in range(len(order)):
+        if not removed[position]:
+            keep.append(position)
+            removed |= suppress[position]
+    return order[torch.as_tensor(keep, dtype=torch.long, device=order.device)]
 
 
 def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, threshold: float,
@@ -237,31 +244,36 @@ class MTCNN(Detector):
         return self.detect_batch([image])[0]
 
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
-        """Return the faces of each image; R-Net and O-Net run on the crops of all images at once."""
+        """Return the faces of each image, sharing forward passes across images.
+
+        P-Net runs once per pyramid level on all images of the same size (video frames, say); R-Net
+        and O-Net run on the crops of all images at once. Detection runs on images shrunk to
+        ``max_side``, but O-Net (boxes and landmarks) sees crops cut from the full-resolution images.
+        """
         pnet, rnet, onet = self._load()
-        small, scales = [], []
+        full, small, scales = [], [], []
         for image in images:
             image = as_rgb_uint8(image, "MTCNN.detect")
             scale = 1.0
             longest = max(image.shape[:2])
+            shrunk = image
             if self.max_side is not None and longest > self.max_side:
                 scale = self.max_side / longest
                 size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-                image = _shrink(image, size)
-            small.append(image)
+                shrunk = _shrink(image, size)
+            full.append(image)
+            small.append(shrunk)
             scales.append(scale)
         with torch.inference_mode():
             candidates = self._propose(pnet, small)
             candidates = self._refine(rnet, small, candidates)
-            boxes, scores, groups, landmarks = self._output(onet, small, candidates)
+            # Detection-image boxes -> full-image boxes, so O-Net's crops keep every pixel of the face.
+            stretch = torch.tensor([1.0 / scales[g] for g in candidates.groups.tolist()], device=self.device)
+            candidates.boxes = candidates.boxes * stretch[:, None]
+            boxes, scores, groups, landmarks = self._output(onet, full, candidates)
         faces: list[list[Face]] = [[] for _ in images]
         for box, score, group, points in zip(boxes, scores, groups, landmarks):
-            s = scales[group]
-            faces[group].append(Face(
-                box=(box / s).astype(np.float32),
-                landmarks=((points + 0.5) / s - 0.5).astype(np.float32),
-                score=float(score),
-            ))
+            faces[group].append(Face(box=box.astype(np.float32), landmarks=points.astype(np.float32), score=float(score)))
         return [sort_faces(found) for found in faces]
 
     def _pyramid(self, height: int, width: int) -> list[float]:
@@ -275,27 +287,30 @@ class MTCNN(Detector):
     def _propose(self, pnet: PNet, images: Sequence[np.ndarray]) -> _Candidates:
         """P-Net over an image pyramid: windows above threshold, de-duplicated per scale and overall."""
         boxes, scores, groups, offsets = [], [], [], []
+        by_shape: dict[tuple[int, ...], list[int]] = {}
         for group, image in enumerate(images):
-            height, width = image.shape[:2]
-            resized = image
+            by_shape.setdefault(image.shape, []).append(group)
+        for (height, width, _), members in by_shape.items():
+            resized = [images[group] for group in members]
             for scale in self._pyramid(height, width):
                 size = (math.ceil(width * scale), math.ceil(height * scale))
                 # Each level from the previous one: 3x cheaper than from the full image, same averaging.
-                resized = cv2.resize(resized, size, interpolation=cv2.INTER_AREA)
-                prob, offset = pnet(_normalise(resized[None], self.device))
-                ys, xs = torch.nonzero(prob[0] >= self.thresholds[0], as_tuple=True)
-                if ys.numel() == 0:
-                    continue
-                # Window (i, j) covers [2j, 2j + 12) x [2i, 2i + 12) of the resized image.
+                resized = [cv2.resize(image, size, interpolation=cv2.INTER_AREA) for image in resized]
+                prob, offset = pnet(_normalise(np.stack(resized), self.device))
                 stretch = torch.tensor([size[0] / width, size[1] / height] * 2, device=self.device)
-                corner = torch.stack([xs, ys, xs, ys], dim=1).float() * _PNET_STRIDE
-                windows = (corner + torch.tensor([0, 0, _PNET_CELL, _PNET_CELL], device=self.device)) / stretch
-                level_scores = prob[0, ys, xs]
-                keep = nms(windows, level_scores, 0.5)
-                boxes.append(windows[keep])
-                scores.append(level_scores[keep])
-                groups.append(torch.full_like(keep, group))
-                offsets.append(offset[0, :, ys, xs].T[keep])
+                for row, group in enumerate(members):
+                    ys, xs = torch.nonzero(prob[row] >= self.thresholds[0], as_tuple=True)
+                    if ys.numel() == 0:
+                        continue
+                    # Window (i, j) covers [2j, 2j + 12) x [2i, 2i + 12) of the resized image.
+                    corner = torch.stack([xs, ys, xs, ys], dim=1).float() * _PNET_STRIDE
+                    windows = (corner + torch.tensor([0, 0, _PNET_CELL, _PNET_CELL], device=self.device)) / stretch
+                    level_scores = prob[row, ys, xs]
+                    keep = nms(windows, level_scores, 0.5)
+                    boxes.append(windows[keep])
+                    scores.append(level_scores[keep])
+                    groups.append(torch.full_like(keep, group))
+                    offsets.append(offset[row, :, ys, xs].T[keep])
         if not boxes:
             empty = torch.empty(0, 4, device=self.device)
             return _Candidates(empty, empty[:, 0], torch.empty(0, dtype=torch.long, device=self.device))

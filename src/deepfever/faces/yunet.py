@@ -1,6 +1,7 @@
 """YuNet face detector through OpenCV's ``FaceDetectorYN``: fast, small, five landmarks.
 
-The model file is not bundled (download it from the OpenCV model zoo); pass its path.
+The model file (MIT, OpenCV model zoo; source and sha256 in MODEL_CARD.md) ships inside the package,
+so the detector works offline from the first run; ``model_path`` chooses another YuNet file.
 """
 from __future__ import annotations
 
@@ -12,41 +13,60 @@ import numpy as np
 from deepfever.faces.detect import Detector, as_rgb_uint8, sort_faces
 from deepfever.faces.types import Face
 
+BUNDLED_MODEL = Path(__file__).with_name("face_detection_yunet_2026may.onnx")
+
 # YuNet lists the subject's right eye, left eye, nose, right and left mouth corner; the subject's
 # right is the image's left (checked on photos: its first eye has the smaller x), which is already our
 # LANDMARK_NAMES order, so rows need no reordering.
+
+# A face whose box side in the detection image is below this many pixels gets its landmarks measured
+# again on a full-resolution crop: the aligned crop is 48 px, so below that the shrunken image's
+# landmark error would be magnified in the crop.
+REFINE_BELOW = 48
+# The refinement crop spans this many face sizes around the face and is scaled so the face is
+# REFINE_FACE pixels wide, a size YuNet's landmarks are precise at.
+_REFINE_CONTEXT = 2.0
+_REFINE_FACE = 96
 
 
 class YuNet(Detector):
     """OpenCV YuNet detector.
 
     Args:
-        model_path: path of the YuNet ``.onnx`` file.
+        model_path: path of a YuNet ``.onnx`` file; ``None`` uses the bundled one.
         score_threshold: minimum face score.
         nms_threshold: IoU above which overlapping detections are merged.
         top_k: candidates kept before NMS.
-        max_side: images whose longer side exceeds this are shrunk first (YuNet misses faces that
-            fill a very large image); results are mapped back.
+        max_side: images whose longer side exceeds this are shrunk before detection (detection cost
+            grows with pixels, and YuNet misses faces that fill a very large image); faces found
+            smaller than ``refine_below`` pixels there get their landmarks re-measured on the full image.
+        refine_below: see ``max_side``; 0 turns refinement off.
+
+    OpenCV's wheel has no CUDA, so YuNet runs on the CPU whatever device the embedder uses.
 
     Example:
-        >>> detector = YuNet("face_detection_yunet_2023mar.onnx")  # doctest: +SKIP
+        >>> detector = YuNet()  # doctest: +SKIP
+        >>> faces = detector.detect(load_image("photo.jpg"))  # doctest: +SKIP
     """
 
     name = "yunet"
 
-    def __init__(self, model_path: str | Path, score_threshold: float = 0.7, nms_threshold: float = 0.3,
-                 top_k: int = 5000, max_side: int | None = 1024) -> None:
-        path = Path(model_path).expanduser()
+    def __init__(self, model_path: str | Path | None = None, score_threshold: float = 0.7, nms_threshold: float = 0.3,
+                 top_k: int = 5000, max_side: int | None = 640, refine_below: int = REFINE_BELOW) -> None:
+        path = BUNDLED_MODEL if model_path is None else Path(model_path).expanduser()
         if not path.is_file():
             raise FileNotFoundError(
-                f"YuNet: model_path {str(path)!r} is not a file; download face_detection_yunet_*.onnx from"
-                " https://github.com/opencv/opencv_zoo/tree/main/models/face_detection_yunet"
+                f"YuNet: model_path {str(path)!r} is not a file; pass a face_detection_yunet_*.onnx from"
+                " https://github.com/opencv/opencv_zoo/tree/main/models/face_detection_yunet or omit it for the bundled one"
             )
+        if max_side is not None and max_side < 32:
+            raise ValueError(f"YuNet: max_side must be None or at least 32, got {max_side}")
         self.model_path = path
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.top_k = top_k
         self.max_side = max_side
+        self.refine_below = refine_below
         self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, nms_threshold, top_k)
 
     def detect(self, image: np.ndarray) -> list[Face]:
@@ -54,17 +74,57 @@ class YuNet(Detector):
         image = as_rgb_uint8(image, "YuNet.detect")
         scale = 1.0
         longest = max(image.shape[:2])
+        small = image
         if self.max_side is not None and longest > self.max_side:
             scale = self.max_side / longest
             size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        faces = [_rescale(face, scale) for face in self._run(small)]
+        if scale < 1 and self.refine_below > 0:
+            faces = [self._refine(image, face) if (face.box[2] - face.box[0]) * scale < self.refine_below else face
+                     for face in faces]
+        return sort_faces(faces)
+
+    def _run(self, image: np.ndarray) -> list[Face]:
+        """Raw detections of an RGB image in its own pixel coordinates."""
         height, width = image.shape[:2]
         self._net.setInputSize((width, height))
         _, rows = self._net.detect(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        faces = []
-        for row in [] if rows is None else rows:
-            x, y, w, h = row[:4]
-            box = np.array([x, y, x + w, y + h], np.float32) / scale
-            landmarks = (row[4:14].reshape(5, 2) + 0.5) / scale - 0.5
-            faces.append(Face(box=box, landmarks=landmarks.astype(np.float32), score=float(row[14])))
-        return sort_faces(faces)
+        return [Face(box=np.array([row[0], row[1], row[0] + row[2], row[1] + row[3]], np.float32),
+                     landmarks=row[4:14].reshape(5, 2).astype(np.float32), score=float(row[14]))
+                for row in ([] if rows is None else rows)]
+
+    def _refine(self, image: np.ndarray, face: Face) -> Face:
+        """Detect again in a full-resolution crop around ``face``; keep the original if that finds nothing there."""
+        side = float(max(face.box[2] - face.box[0], face.box[3] - face.box[1]))
+        centre = (face.box[:2] + face.box[2:]) / 2
+        half = side * _REFINE_CONTEXT / 2
+        x1, y1 = (int(max(0, np.floor(v - half))) for v in centre)
+        x2 = int(min(image.shape[1], np.ceil(centre[0] + half)))
+        y2 = int(min(image.shape[0], np.ceil(centre[1] + half)))
+        if x2 - x1 < 8 or y2 - y1 < 8:
+            return face
+        zoom = _REFINE_FACE / side
+        crop = image[y1:y2, x1:x2]
+        size = (max(1, round(crop.shape[1] * zoom)), max(1, round(crop.shape[0] * zoom)))
+        crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR)
+        zoom_xy = np.array([size[0] / (x2 - x1), size[1] / (y2 - y1)], np.float32)
+        offset = np.array([x1, y1], np.float32)
+        found = [Face(box=np.concatenate([f.box[:2] / zoom_xy, f.box[2:] / zoom_xy]) + np.tile(offset, 2),
+                      landmarks=(f.landmarks + 0.5) / zoom_xy - 0.5 + offset, score=f.score) for f in self._run(crop)]
+        best = max(found, key=lambda f: _iou(f.box, face.box), default=None)
+        if best is None or _iou(best.box, face.box) < 0.5:
+            return face
+        return Face(box=face.box, landmarks=best.landmarks.astype(np.float32), score=face.score)
+
+
+def _rescale(face: Face, scale: float) -> Face:
+    """Map a face found in an image shrunk by ``scale`` back to the original's pixels."""
+    return Face(box=(face.box / scale).astype(np.float32),
+                landmarks=((face.landmarks + 0.5) / scale - 0.5).astype(np.float32), score=face.score)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
