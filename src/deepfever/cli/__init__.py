@@ -14,7 +14,7 @@ from typing import Sequence
 
 from deepfever._version import __version__
 
-COMMAND_MODULES = ("demo", "extract", "train", "evaluate", "probe", "data", "compare", "index", "plot", "benchmark", "merge")
+COMMAND_MODULES = ("demo", "extract", "train", "evaluate", "probe", "data", "compare", "index", "plot", "benchmark", "merge", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

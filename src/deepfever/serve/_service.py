@@ -1,0 +1,326 @@
+"""The server's pipeline: one loaded ``Extractor`` behind a thread pool and a micro-batching queue.
+
+Decoding, detection and alignment run in ``workers`` threads (detection one image at a time: the
+detectors are not thread-safe and already use every core); the aligned crops of all requests go to
+one ``MicroBatcher`` that calls ``Extractor.predict``. Nothing here knows about HTTP: the web layer
+(``deepfever.serve.app``) awaits these coroutines and turns ``ClientInputError`` into status codes.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from deepfever.serve._batching import MicroBatcher
+from deepfever.serve._uploads import ClientInputError, decode_upload
+
+logger = logging.getLogger(__name__)
+
+REFERENCE_SAMPLE = 5_000
+"""Index faces drawn to give distances a percentile when no ``reference`` folder is named."""
+THUMBNAIL_SIDE = 128
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Everything ``deepfever serve`` can set; limits are enforced before any work is done.
+
+    Args:
+        model: packaged model name or ``.safetensors`` path.
+        detector: ``mtcnn``, ``yunet`` or ``none``; ``detector_options`` go to its constructor.
+        index: folder from ``deepfever index build``, for ``/v1/search``.
+        reference: folder of face images or FER+ root whose random pairs give ``compare`` a percentile
+            (default: pairs of faces from the index, when there is one).
+        max_upload_mb: largest request body.
+        max_pixels: largest image, in pixels, checked from the header before decoding.
+        max_files: most images in one ``/v1/extract`` request.
+        workers: threads that decode, detect and align (one process, one model).
+        max_concurrency: requests admitted at once; more are answered 503 with ``Retry-After``.
+        max_wait_ms: how long the batcher waits for other requests' faces before a forward pass.
+        request_timeout_s: a request still unanswered after this is abandoned with 503.
+    """
+
+    model: str = "fevernet_s.ferplus"
+    detector: str = "mtcnn"
+    detector_options: dict[str, Any] | None = None
+    device: str = "cpu"
+    index: str | None = None
+    reference: str | None = None
+    max_upload_mb: float = 20.0
+    max_pixels: int = 40_000_000
+    max_files: int = 16
+    workers: int = 2
+    max_concurrency: int = 32
+    max_wait_ms: float = 5.0
+    batch_size: int = 64
+    request_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        positive = {"max_upload_mb": self.max_upload_mb, "max_pixels": self.max_pixels, "max_files": self.max_files,
+                    "workers": self.workers, "max_concurrency": self.max_concurrency, "batch_size": self.batch_size,
+                    "request_timeout_s": self.request_timeout_s}
+        wrong = [f"{name}={value}" for name, value in positive.items() if value <= 0]
+        if wrong or self.max_wait_ms < 0:
+            raise ValueError(f"ServeSettings: these must be positive (max_wait_ms non-negative), got {', '.join(wrong) or f'max_wait_ms={self.max_wait_ms}'}")
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+class RequestCancelled(Exception):
+    """The client went away or the request ran out of time; the remaining work is skipped."""
+
+
+@dataclass
+class Counters:
+    """What the server has done since it started (``/v1/health`` reports them)."""
+
+    requests: int = 0
+    images_detected: int = 0
+    skipped_cancelled: int = 0
+    disconnected: int = 0
+    timed_out: int = 0
+    refused_busy: int = 0
+    refused_input: int = 0
+
+
+@dataclass
+class Analysis:
+    """One uploaded image: its size and the extraction rows of its faces (all, or the one asked for)."""
+
+    name: str
+    width: int
+    height: int
+    faces_found: int
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Prepared:
+    width: int
+    height: int
+    faces: list
+    crops: np.ndarray
+
+
+class ExpressionService:
+    """Extraction, comparison and search for uploaded images, sharing one model among all requests.
+
+    The constructor stores settings; ``start()`` loads the model, detector, index and reference and
+    starts the threads. Pass a ready ``extractor`` to share one that is already loaded.
+
+    Example:
+        >>> service = ExpressionService(ServeSettings(detector="yunet", detector_options={"model_path": "yunet.onnx"}))  # doctest: +SKIP
+        >>> service.start(); analysis = asyncio.run(service.analyse(open("a.jpg", "rb").read(), "a.jpg"))  # doctest: +SKIP
+    """
+
+    def __init__(self, settings: ServeSettings, extractor=None) -> None:
+        self.settings = settings
+        self.extractor = extractor
+
+    # -- life cycle ------------------------------------------------------------------------
+    def start(self) -> "ExpressionService":
+        from deepfever.api import Extractor
+
+        settings = self.settings
+        self.extractor_ = self.extractor or Extractor(model=settings.model, device=settings.device, detector=settings.detector,
+                                                      detector_options=settings.detector_options, batch_size=settings.batch_size)
+        if not hasattr(self.extractor_, "fingerprint_"):
+            self.extractor_.load()
+        self.detector_ = self.extractor_.detector_for(settings.detector)
+        self.index_ = self._load_index()
+        self.reference_ = self._load_reference()
+        self.counters_ = Counters()
+        self.started_ = time.monotonic()
+        self._detect_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="deepfever-prepare")
+        self.batcher_ = MicroBatcher(self.extractor_.predict, settings.max_wait_ms / 1000.0, settings.batch_size).start()
+        self._thumbnail = lru_cache(maxsize=512)(self._render_thumbnail)
+        return self
+
+    def close(self) -> None:
+        self.batcher_.close()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _load_index(self):
+        if not self.settings.index:
+            return None
+        from deepfever.applications.search import load_index
+
+        index = load_index(self.settings.index)
+        index.check_fingerprint(self.extractor_.fingerprint_)
+        return index
+
+    def _load_reference(self):
+        from deepfever.applications.compare import load_reference, reference_from_vectors
+
+        if self.settings.reference:
+            return load_reference(self.extractor_, self.settings.reference)
+        if self.index_ is None or len(self.index_) < 2:
+            return None
+        rows = np.random.default_rng(0).choice(len(self.index_), min(len(self.index_), REFERENCE_SAMPLE), replace=False)
+        vectors = np.stack([self.index_.vector(int(row)) for row in np.sort(rows)])
+        return reference_from_vectors(vectors, f"{len(vectors)} faces of the index {self.settings.index}")
+
+    def health(self) -> dict[str, Any]:
+        extractor = self.extractor_
+        return {
+            "status": "ok", "fingerprint": dict(extractor.fingerprint_), "model": str(self.settings.model),
+            "detector": self.settings.detector, "classes": list(extractor.class_names_),
+            "uptime_s": round(time.monotonic() - self.started_, 3),
+            "index": None if self.index_ is None else {"path": self.settings.index, "faces": len(self.index_)},
+            "reference": None if self.reference_ is None else self.reference_.description,
+            "limits": {"max_upload_mb": self.settings.max_upload_mb, "max_pixels": self.settings.max_pixels,
+                       "max_files": self.settings.max_files, "max_concurrency": self.settings.max_concurrency,
+                       "request_timeout_s": self.settings.request_timeout_s},
+            "counters": vars(self.counters_).copy(), "batching": self.batcher_.stats.as_dict(),
+        }
+
+    # -- the pipeline ----------------------------------------------------------------------
+    async def analyse(self, data: bytes, name: str, cancelled: threading.Event | None = None,
+                      face: int | None = None) -> Analysis:
+        """Rows of every face of one uploaded image, or of face ``face`` only (then a missing face is a 422)."""
+        cancelled = cancelled or threading.Event()
+        loop = asyncio.get_running_loop()
+        prepared = await loop.run_in_executor(self._pool, self._prepare, data, name, cancelled)
+        analysis = Analysis(name, prepared.width, prepared.height, len(prepared.faces))
+        chosen = range(len(prepared.faces)) if face is None else [self._check_face(name, face, len(prepared.faces))]
+        if not prepared.faces:
+            return analysis
+        crops = prepared.crops[list(chosen)]
+        result = await asyncio.wrap_future(self.batcher_.submit(crops, cancelled))
+        for position, index in enumerate(chosen):
+            outputs = {key: value[position] for key, value in result.items()}
+            analysis.rows.append(self._row(name, index, prepared.faces[index], outputs))
+        return analysis
+
+    @staticmethod
+    def _check_face(name: str, face: int, found: int) -> int:
+        if found == 0:
+            raise ClientInputError(422, f"{name}: no face detected; for images that are already face crops use detector 'none'")
+        if not 0 <= face < found:
+            raise ClientInputError(422, f"{name}: face {face} was asked for but the image has {found} face(s) (0..{found - 1})")
+        return face
+
+    def _prepare(self, data: bytes, name: str, cancelled: threading.Event) -> _Prepared:
+        """Decode, detect and align in a pool thread; skipped when the client has gone."""
+        from deepfever.faces.align import align_faces
+
+        if cancelled.is_set():
+            self.counters_.skipped_cancelled += 1
+            raise RequestCancelled(name)
+        image = decode_upload(data, name, self.settings.max_pixels)
+        with self._detect_lock:
+            if cancelled.is_set():
+                self.counters_.skipped_cancelled += 1
+                raise RequestCancelled(name)
+            faces = self.detector_.detect(image)
+            self.counters_.images_detected += 1
+        crops = align_faces(image, faces, self.extractor_.template_) if faces else np.zeros((0,), np.uint8)
+        return _Prepared(image.shape[1], image.shape[0], faces, crops)
+
+    def _row(self, name: str, index: int, face, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
+        """The row ``deepfever extract`` writes for this face, as JSON-ready values."""
+        class_names = self.extractor_.class_names_
+        x1, y1, x2, y2 = (float(value) for value in face.box)
+        probabilities = outputs["probabilities"]
+        row: dict[str, Any] = {
+            "path": name, "face": index, "box_x1": x1, "box_y1": y1, "box_x2": x2, "box_y2": y2,
+            "landmarks": np.asarray(face.landmarks, np.float32).ravel().tolist(), "score": float(face.score),
+            "embedding": outputs["embedding"].tolist(), "emotion": class_names[int(np.argmax(probabilities))],
+        }
+        row.update({f"p_{class_name}": float(p) for class_name, p in zip(class_names, probabilities)})
+        if "valence_arousal" in outputs:
+            row["valence"], row["arousal"] = (float(value) for value in outputs["valence_arousal"])
+        row.update(self.extractor_.fingerprint_)
+        return row
+
+    # -- applications ----------------------------------------------------------------------
+    def compare(self, first: Analysis, second: Analysis) -> dict[str, Any]:
+        """``deepfever compare``'s result for the chosen face of each analysis."""
+        from deepfever.applications.compare import compare_vectors
+
+        a, b = first.rows[0], second.rows[0]
+        result = {"a": a["path"], "face_a": a["face"], "emotion_a": a["emotion"],
+                  "b": b["path"], "face_b": b["face"], "emotion_b": b["emotion"]}
+        result.update(compare_vectors(np.asarray(a["embedding"]), np.asarray(b["embedding"]), self.reference_))
+        result["model_id"] = self.extractor_.fingerprint_["model_id"]
+        return result
+
+    def odd_one_out(self, analyses: list[Analysis], temperature: float) -> dict[str, Any]:
+        """``deepfever odd-one-out``'s result for the chosen face of each of three analyses."""
+        from deepfever.applications.compare import odd_one_out_vectors
+
+        rows = [analysis.rows[0] for analysis in analyses]
+        result = odd_one_out_vectors(*(np.asarray(row["embedding"]) for row in rows), temperature=temperature)
+        result.update(inputs=[row["path"] for row in rows], emotions=[row["emotion"] for row in rows],
+                      model_id=self.extractor_.fingerprint_["model_id"])
+        result["odd_path"] = result["inputs"][result["odd_one_out"]]
+        return result
+
+    def search(self, query: Analysis, k: int) -> list[dict[str, Any]]:
+        """The ``k`` indexed faces nearest the query's face, with a thumbnail URL where one can be cut."""
+        from deepfever.applications.search import result_columns
+
+        hits = self.require_index().search(np.asarray(query.rows[0]["embedding"], np.float32), k=k)
+        results = []
+        for record in hits[result_columns(hits)].to_dict(orient="records"):
+            clean = {key: _plain(value) for key, value in record.items()}
+            clean["thumbnail"] = f"/v1/index/thumbnails/{clean['row']}" if self._has_thumbnail(clean["row"]) else None
+            results.append(clean)
+        return results
+
+    def require_index(self):
+        """The loaded ``FaceIndex``; a 409 that says how to load one when the server was started without."""
+        if self.index_ is None:
+            raise ClientInputError(409, "search: this server has no index; start it with 'deepfever serve --index INDEX' "
+                                        "(build one with 'deepfever index build')")
+        return self.index_
+
+    def _has_thumbnail(self, row: int) -> bool:
+        meta = self.index_.meta
+        return {"box_x1", "box_y1", "box_x2", "box_y2"} <= set(meta.columns) and ("frame" not in meta or pd.isna(meta["frame"].iat[row]))
+
+    async def thumbnail(self, row: int) -> bytes:
+        """JPEG of indexed face ``row``, cut from the image file the index names (never a path from a request)."""
+        if self.index_ is None or not 0 <= row < len(self.index_) or not self._has_thumbnail(row):
+            raise ClientInputError(404, f"thumbnail: no image face at index row {row}")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._thumbnail, row)
+
+    def _render_thumbnail(self, row: int) -> bytes:
+        from PIL import Image
+
+        from deepfever.errors import ImageReadError
+        from deepfever.io.images import load_image
+
+        record = self.index_.meta.iloc[row]
+        try:
+            image = load_image(record["path"])
+        except ImageReadError as error:
+            raise ClientInputError(404, f"thumbnail: the indexed image of row {row} cannot be read now ({error})") from error
+        x1, y1, x2, y2 = (float(record[f"box_{name}"]) for name in ("x1", "y1", "x2", "y2"))
+        margin = 0.2 * max(x2 - x1, y2 - y1)
+        height, width = image.shape[:2]
+        box = (max(0, int(x1 - margin)), max(0, int(y1 - margin)), min(width, int(x2 + margin)), min(height, int(y2 + margin)))
+        crop = Image.fromarray(image).crop(box)
+        crop.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+        buffer = io.BytesIO()
+        crop.save(buffer, format="JPEG", quality=85)
+        return buffer.getvalue()
+
+
+def _plain(value: Any) -> Any:
+    """numpy and pandas scalars as JSON values (missing as ``None``)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return None if pd.isna(value) else value
