@@ -35,17 +35,17 @@ def arguments(collection, output, model, *extra):
 
 
 def interrupt_after(monkeypatch, calls: int) -> list:
-    """Make ``Extractor.extract`` (one call per chunk) fail on call ``calls + 1``, like a killed run."""
+    """Make ``Extractor.iter_extract`` (one call per chunk) fail on call ``calls + 1``, like a killed run."""
     made = []
-    original = Extractor.extract
+    original = Extractor.iter_extract
 
-    def extract(self, *args, **kwargs):
+    def iter_extract(self, *args, **kwargs):
         if len(made) == calls:
             raise RuntimeError("simulated interruption")
         made.append(args[0])
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Extractor, "extract", extract)
+    monkeypatch.setattr(Extractor, "iter_extract", iter_extract)
     return made
 
 

@@ -75,4 +75,19 @@ def test_arrays_are_accepted():
     assert load_image(np.zeros((5, 6), np.uint8)).shape == (5, 6, 3)
     assert load_image(np.zeros((5, 6, 4), np.uint8)).shape == (5, 6, 3)
     with pytest.raises(ImageReadError, match="expected an"):
-        load_image(np.zeros((5, 6, 2)))
+        load_image(np.zeros((5, 6, 2), np.uint8))
+
+
+def test_one_converter_scales_16_bit_and_refuses_floats(tiny_model_file):
+    """Issue 9.7: floats in [0, 1] used to become black and 16-bit arrays saturated."""
+    from deepfever import Extractor
+
+    grey16 = np.full((4, 4), 32896, np.uint16)  # half of 65535 -> 128, not clipped to 255
+    assert (load_image(grey16) == 128).all()
+    assert (load_image(np.full((4, 4, 1), 65535, np.uint16)) == 255).all()
+    assert (load_image(np.full((4, 4, 3), 200, np.int64)) == 200).all()  # ints in range are accepted
+    with pytest.raises(ImageReadError, match=r"outside \[0, 255\]"):
+        load_image(np.full((4, 4, 3), 300, np.int32))
+    extractor = Extractor(model=tiny_model_file, detector="none")
+    with pytest.raises(ImageReadError, match=r"array\[1\]: got a float32 image.*\(x \* 255\)\.round\(\)\.astype\(np\.uint8\)"):
+        extractor.extract([np.zeros((48, 48, 3), np.uint8), np.random.default_rng(0).random((48, 48, 3), dtype=np.float32)])

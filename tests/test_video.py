@@ -146,14 +146,17 @@ def test_clip_has_one_dominant_track(clip_table):
 def test_smoothing_is_a_per_track_moving_average(clip_table):
     extractor, raw, smooth = clip_table
     columns = [f"p_{name}" for name in extractor.class_names_]
-    assert raw["frame"].tolist() == smooth["frame"].tolist()
+    smoothed = [f"{column}_smooth" for column in columns]
+    assert raw["frame"].tolist() == smooth["frame"].tolist() and not set(smoothed) & set(raw.columns)
     np.testing.assert_allclose(np.stack(raw["embedding"]), np.stack(smooth["embedding"]), atol=1e-5)
+    np.testing.assert_allclose(smooth[columns].to_numpy(), raw[columns].to_numpy(), atol=1e-5)  # raw values kept
     for track in raw["track"].unique():
         p = raw.loc[raw["track"] == track, columns].to_numpy()
         expected = p.copy()
         for t in range(1, len(p)):
             expected[t] = 0.8 * expected[t - 1] + 0.2 * p[t]
-        np.testing.assert_allclose(smooth.loc[smooth["track"] == track, columns].to_numpy(), expected, atol=1e-5)
+        np.testing.assert_allclose(smooth.loc[smooth["track"] == track, smoothed].to_numpy(), expected, atol=1e-5)
+    assert (smooth["emotion_smooth"] == np.array(extractor.class_names_)[smooth[smoothed].to_numpy().argmax(1)]).all()
     assert (smooth["emotion"] == np.array(extractor.class_names_)[smooth[columns].to_numpy().argmax(1)]).all()
 
 

@@ -17,7 +17,7 @@ import torch
 
 from deepfever.errors import HeadUnavailableError, ImageReadError
 from deepfever.evaluation.predict import predict_arrays
-from deepfever.io.images import IMAGE_SUFFIXES, load_image
+from deepfever.io.images import IMAGE_SUFFIXES, as_rgb_uint8, load_image
 from deepfever.io.inputs import VIDEO_SUFFIXES, expand_inputs
 from deepfever.models import DEFAULT_MODEL, load_model
 from deepfever.models.checkpoint import resolve_weights
@@ -56,14 +56,6 @@ class ExtractionReport:
             rates.append(f"{frames / self.seconds if self.seconds > 0 else 0.0:.1f} frames/s")
         parts += [f"{self.faces} faces", f"{len(self.failures)} failures", f"{self.seconds:.1f} s ({', '.join(rates)})"]
         return ", ".join(parts)
-
-
-@dataclass
-class _Pending:
-    """Faces detected and aligned, waiting for a full model batch."""
-
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    crops: list[np.ndarray] = field(default_factory=list)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -180,7 +172,7 @@ class Extractor:
             )
         return self.predict(crops)["valence_arousal"]
 
-    # -- images --------------------------------------------------------------------------
+    # -- images and videos ----------------------------------------------------------------
     def extract(
         self,
         inputs: str | os.PathLike | Iterable[str | os.PathLike | np.ndarray],
@@ -192,46 +184,32 @@ class Extractor:
         """One row per face in every image and video of ``inputs`` (files, folders, globs or RGB arrays).
 
         Video rows add ``frame``, ``time_s`` and ``track`` (see ``deepfever.video``); ``fps`` samples
-        videos at that rate (``None``: every frame) and ``smoothing`` averages probabilities per track.
-        Unreadable files and images without a face do not stop the run: they are listed in
-        ``table.attrs["failures"]`` (path, reason) and in ``self.report_``.
+        videos at that rate (``None``: every frame) and ``smoothing`` adds per-track moving averages
+        (``p_*_smooth``, ``emotion_smooth``) beside the raw values. Unreadable files, images without
+        a face and partly read videos do not stop the run: they are listed in
+        ``table.attrs["failures"]`` (path, reason) and in ``self.report_``. For collections too large
+        to hold in memory, use ``deepfever.extraction.ExtractionRun``, which streams rows to a file.
         """
-        from deepfever.video import VideoReport, iter_video_rows, video_columns
-
-        self._check_loaded()
         items = _normalise_inputs(inputs)
-        videos = [source for _, source in items if _is_video(source)]
-        images = [item for item in items if not _is_video(item[1])]
-        rows = list(self.iter_extract(images, detector, progress, _normalised=True))
-        report = self.report_
-        started = time.perf_counter()
-        for video in videos:
-            video_report = VideoReport()
-            try:
-                rows.extend(iter_video_rows(self, video, fps=fps, detector=detector, smoothing=smoothing, report=video_report))
-            except (OSError, ValueError) as error:
-                report.failures.append({"path": str(video), "reason": str(error)})
-            else:
-                if not video_report.faces:
-                    report.failures.append({"path": str(video), "reason": "no face track in the video"})
-            report.videos.append({"path": str(video), "frames": video_report.frames, "faces": video_report.faces,
-                                  "tracks": video_report.tracks, "frames_per_second": video_report.frames_per_second})
-            report.faces += video_report.faces
-            if progress:
-                progress(1)
-        report.seconds += time.perf_counter() - started
-        table = pd.DataFrame(rows, columns=video_columns(self) if videos else self.columns())
-        if videos:
+        rows = list(self._iter_items(items, detector, progress, fps, smoothing))
+        video = any(_is_video(source) for _, source in items)
+        table = pd.DataFrame(rows, columns=self.columns(video=video, smoothed=bool(smoothing)))
+        if video:
             table = table.astype({"frame": "Int64", "track": "Int64"})
-        table.attrs["failures"] = list(report.failures)
+        table.attrs["failures"] = list(self.report_.failures)
         return table
 
-    def columns(self) -> list[str]:
+    def columns(self, video: bool = False, smoothed: bool = False) -> list[str]:
+        """The table's columns: video rows add ``frame``, ``time_s``, ``track``; smoothing adds ``*_smooth``."""
+        from deepfever.extraction.rows import SMOOTH_SUFFIX, prediction_columns
+        from deepfever.video.extract import VIDEO_KEYS
+
         self._check_loaded()
-        columns = ["path", "face", "box_x1", "box_y1", "box_x2", "box_y2", "landmarks", "score", "embedding", "emotion"]
-        columns += [f"p_{name}" for name in self.class_names_]
-        if "valence_arousal" in self.heads_:
-            columns += ["valence", "arousal"]
+        has_va = "valence_arousal" in self.heads_
+        columns = ["path", *(VIDEO_KEYS if video else ()), "face", "box_x1", "box_y1", "box_x2", "box_y2", "landmarks",
+                   "score", "embedding", *prediction_columns(self.class_names_, has_va)]
+        if smoothed:
+            columns += prediction_columns(self.class_names_, has_va, SMOOTH_SUFFIX)
         return columns + list(self.fingerprint_)
 
     def iter_extract(
@@ -239,17 +217,36 @@ class Extractor:
         inputs: str | os.PathLike | Iterable[str | os.PathLike | np.ndarray],
         detector: str | None = None,
         progress: Callable[[int], None] | None = None,
-        _normalised: bool = False,
+        fps: float | None = None,
+        smoothing: float = 0.0,
     ) -> Iterator[dict[str, Any]]:
-        """Stream image rows as batches complete; ``self.report_`` is final once the iterator is exhausted."""
-        from deepfever.faces.align import align_faces
+        """Stream rows as batches complete: images first, then videos, in input order.
 
+        ``self.report_`` is final once the iterator is exhausted. Memory stays bounded whatever the
+        number of images or the length of a video: rows leave as soon as their batch is predicted.
+        """
+        return self._iter_items(_normalise_inputs(inputs), detector, progress, fps, smoothing)
+
+    def _iter_items(self, items: list[tuple[str, Any]], detector: str | None, progress: Callable[[int], None] | None,
+                    fps: float | None, smoothing: float) -> Iterator[dict[str, Any]]:
         self._check_loaded()
-        items = inputs if _normalised else _normalise_inputs(inputs)
-        finder = self.detector_for(detector)
         self.report_ = report = ExtractionReport()
         started = time.perf_counter()
-        pending = _Pending()
+        yield from self._iter_image_rows([item for item in items if not _is_video(item[1])], detector, progress)
+        for _, video in (item for item in items if _is_video(item[1])):
+            yield from self._iter_video(video, detector, fps, smoothing)
+            if progress:
+                progress(1)
+        report.seconds = time.perf_counter() - started
+
+    def _iter_image_rows(self, items: Sequence[tuple[str, Any]], detector: str | None,
+                         progress: Callable[[int], None] | None) -> Iterator[dict[str, Any]]:
+        from deepfever.extraction.rows import PendingBatch, face_row
+        from deepfever.faces.align import align_faces
+
+        finder = self.detector_for(detector)
+        report = self.report_
+        pending = PendingBatch()
         with ThreadPoolExecutor(max_workers=2) as decoder:
             # Decode ahead in threads (PIL releases the GIL) while this thread detects and embeds.
             for name, decoded in _prefetch(decoder, items, lookahead=4):
@@ -264,49 +261,59 @@ class Extractor:
                     report.failures.append({"path": name, "reason": "no face detected"})
                     continue
                 report.images_with_faces += 1
-                crops = align_faces(decoded, faces, self.template_)
-                for index, (face, crop) in enumerate(zip(faces, crops)):
-                    pending.rows.append(self._face_row(name, index, face))
-                    pending.crops.append(crop)
-                if len(pending.crops) >= self.batch_size:
-                    yield from self._flush(pending)
-            yield from self._flush(pending)
-        report.seconds = time.perf_counter() - started
+                for index, (face, crop) in enumerate(zip(faces, align_faces(decoded, faces, self.template_))):
+                    pending.add(face_row(name, index, face), crop)
+                if len(pending) >= self.batch_size:
+                    yield from self._predict_rows(pending)
+            yield from self._predict_rows(pending)
 
-    def _face_row(self, name: str, index: int, face) -> dict[str, Any]:
-        x1, y1, x2, y2 = (float(v) for v in face.box)
-        return {"path": name, "face": index, "box_x1": x1, "box_y1": y1, "box_x2": x2, "box_y2": y2,
-                "landmarks": np.asarray(face.landmarks, np.float32).ravel(), "score": float(face.score)}
+    def _predict_rows(self, pending) -> Iterator[dict[str, Any]]:
+        from deepfever.extraction.rows import prediction_fields
 
-    def _flush(self, pending: _Pending) -> Iterator[dict[str, Any]]:
-        if not pending.crops:
+        rows, crops = pending.take()
+        if crops is None:
             return
-        result = self.predict(np.stack(pending.crops))
-        for row, embedding, probabilities, va in zip(
-            pending.rows, result["embedding"], result["probabilities"],
-            result.get("valence_arousal", [None] * len(pending.rows)),
-        ):
-            row["embedding"] = embedding
-            row["emotion"] = self.class_names_[int(np.argmax(probabilities))]
-            row.update({f"p_{name}": float(p) for name, p in zip(self.class_names_, probabilities)})
-            if va is not None:
-                row["valence"], row["arousal"] = float(va[0]), float(va[1])
+        result = self.predict(crops)
+        for position, row in enumerate(rows):
+            va = result["valence_arousal"][position] if "valence_arousal" in result else None
+            row["embedding"] = result["embedding"][position]
+            row.update(prediction_fields(self.class_names_, result["probabilities"][position], va))
             row.update(self.fingerprint_)
             self.report_.faces += 1
             yield row
-        pending.rows.clear()
-        pending.crops.clear()
+
+    def _iter_video(self, video: Path, detector: str | None, fps: float | None, smoothing: float) -> Iterator[dict[str, Any]]:
+        """Rows of one video; an unreadable or partly read video becomes a failure entry, not an exception."""
+        from deepfever.video import VideoReport, iter_video_rows
+
+        report, video_report = self.report_, VideoReport()
+        try:
+            yield from iter_video_rows(self, video, fps=fps, detector=detector, smoothing=smoothing, report=video_report)
+        except (OSError, ValueError) as error:
+            report.failures.append({"path": str(video), "reason": str(error)})
+        else:
+            if video_report.truncation:
+                report.failures.append({"path": str(video), "reason": video_report.truncation})
+            if not video_report.faces:
+                report.failures.append({"path": str(video), "reason": "no face track in the video"})
+        report.videos.append({"path": str(video), "frames": video_report.frames, "faces": video_report.faces,
+                              "tracks": video_report.tracks, "frames_per_second": video_report.frames_per_second,
+                              "frames_declared": video_report.frames_declared, "frames_decoded": video_report.frames_decoded})
+        report.faces += video_report.faces
 
 
 def _normalise_inputs(inputs) -> list[tuple[str, Any]]:
-    """(name, source) pairs: paths expanded from files/folders/globs, arrays named ``array[i]``."""
+    """(name, source) pairs: paths expanded from files/folders/globs, arrays named ``array[i]``.
+
+    Arrays are converted here, before any work, so a wrong dtype stops the call with the reason.
+    """
     if isinstance(inputs, (str, os.PathLike, np.ndarray)):
         inputs = [inputs]
     items: list[tuple[str, Any]] = []
     names: list[str | os.PathLike] = []
     for position, item in enumerate(inputs):
         if isinstance(item, np.ndarray):
-            items.append((f"array[{position}]", item))
+            items.append((f"array[{position}]", as_rgb_uint8(item, caller=f"Extractor.extract: array[{position}]")))
         else:
             names.append(item)
     items += [(str(path), path) for path in expand_inputs(names, IMAGE_SUFFIXES | VIDEO_SUFFIXES)] if names else []

@@ -22,7 +22,8 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from deepfever.api import Extractor
-    from deepfever.cli.extract import write_annotated, write_outputs
+    from deepfever.cli.extract import write_outputs
+    from deepfever.io.annotate import annotate_file
     from deepfever.io.atomic import atomic_write, refuse_overwrite
     from deepfever.io.tables import check_table_path
 
@@ -36,12 +37,13 @@ def run(args: argparse.Namespace) -> int:
     extractor = Extractor(device="auto")
     frame = extractor.extract([photo])
     write_outputs(frame, extractor.report_, table_path)
-    annotated = write_annotated(frame, folder, args.overwrite)
+    annotated = folder / "astronaut.annotated.jpg"
+    refuse_overwrite(annotated, args.overwrite)
+    annotate_file(photo, frame, annotated)
     columns = ["face", "emotion"] + [c for c in frame.columns if c.startswith("p_")]
     print(frame[columns].round(3).to_string(index=False))
     print(f"model {extractor.fingerprint_['model_id']}; {extractor.report_.summary()}")
     print(f"table:           {table_path.resolve()}")
-    for path in annotated:
-        print(f"annotated image: {path.resolve()}")
+    print(f"annotated image: {annotated.resolve()}")
     print(f"demo finished in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0 if len(frame) else 1

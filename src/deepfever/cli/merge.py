@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -14,16 +15,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepfever.cli.extract import failures_path_for, finish_parts
+    from deepfever.extraction.run import failures_path_for, merge_parts_locked
     from deepfever.io.parts import parts_dir_for, read_manifest
     from deepfever.io.tables import check_table_path
 
     given = Path(args.parts)
     folder = given if given.is_dir() or given.suffix == ".parts" else parts_dir_for(given)
     manifest = read_manifest(folder)
-    output = args.output or (folder.parent / manifest["output"] if folder == given else given)
-    output = check_table_path(output, args.overwrite)
-    failures_path = failures_path_for(output)
-    if failures_path.exists() and not args.overwrite:
-        raise FileExistsError(f"{failures_path} already exists; pass --overwrite to replace it")
-    return finish_parts(folder, output, command="merge")
+    output = check_table_path(args.output or (folder.parent / manifest["output"] if folder == given else given), args.overwrite)
+    report = merge_parts_locked(folder, output, args.overwrite)
+    print(f"deepfever merge: {report.summary()}", file=sys.stderr)
+    print(f"wrote {output} and {failures_path_for(output)} ({len(report.failures)} failures)")
+    return 0 if report.processed else 1

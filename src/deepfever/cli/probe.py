@@ -106,7 +106,10 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from deepfever.cli.extract import extract_with_progress, failures_path_for, write_outputs
+    from tqdm import tqdm
+
+    from deepfever.cli.extract import write_outputs
+    from deepfever.extraction.run import failures_path_for
     from deepfever.evaluation.classifier_io import load_classifier
     from deepfever.io.atomic import refuse_overwrite
     from deepfever.io.inputs import expand_inputs
@@ -121,10 +124,12 @@ def run_predict(args: argparse.Namespace) -> int:
     files = expand_inputs(args.inputs)
     extractor = build_extractor(args).load()
     classifier.check_fingerprint(extractor.fingerprint_)  # before any image is read
-    frame, report = extract_with_progress(extractor, files, None, args.overwrite)
+    with tqdm(total=len(files), unit="file", file=sys.stderr, disable=None) as bar:
+        frame = extractor.extract(files, progress=bar.update)
+    report = extractor.report_
     write_outputs(_prediction_table(frame, classifier), report, output)
     print(f"deepfever probe predict: {report.summary()}", file=sys.stderr)
-    print(f"wrote {output}" + (f" and {failures_path_for(output)}" if report.failures else ""))
+    print(f"wrote {output} and {failures_path_for(output)} ({len(report.failures)} failures)")
     return 0 if report.faces else 1
 
 

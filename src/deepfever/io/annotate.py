@@ -1,9 +1,26 @@
 """Draw faces, landmarks and the top emotion onto an image, for people to check results by eye."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
+
+from deepfever.io.atomic import atomic_write
+from deepfever.io.images import load_image
+
+
+def annotate_file(source: str | os.PathLike, rows: pd.DataFrame, target: str | os.PathLike, fps: float | None = None) -> Path:
+    """Write a copy of an image (JPEG) or video (MP4) with its rows drawn on it, atomically."""
+    if "frame" in rows and rows["frame"].notna().any():
+        from deepfever.video import write_annotated_video
+
+        return write_annotated_video(source, rows, target, fps=fps)
+    with atomic_write(target) as tmp:
+        annotate_image(load_image(source), rows).save(tmp, format="JPEG", quality=90)
+    return Path(target)
 
 
 def annotate_image(image: np.ndarray, rows: pd.DataFrame) -> Image.Image:

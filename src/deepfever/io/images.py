@@ -17,12 +17,43 @@ MAX_IMAGE_PIXELS = 80_000_000
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm"})
 
 
+def as_rgb_uint8(image: np.ndarray, caller: str = "load_image") -> np.ndarray:
+    """The one converter of pixel arrays: RGB ``uint8`` (H, W, 3), contiguous, or an error saying what to pass.
+
+    Grey (H, W) and (H, W, 1) become RGB, alpha is dropped, ``uint16`` is scaled from its full range
+    (65535 -> 255). Integer arrays of another dtype are accepted when every value lies in [0, 255].
+    Floats are refused: whether they mean [0, 1] or [0, 255] cannot be told from the values.
+    """
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"{caller}: expected a numpy array, got {type(image).__name__}; use deepfever.io.load_image(path)")
+    if image.dtype == np.uint16:
+        image = ((image.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    elif np.issubdtype(image.dtype, np.floating):
+        raise ImageReadError(
+            f"{caller}: got a {image.dtype} image; expected uint8 in [0, 255] (or uint16). Floats are ambiguous: "
+            "pass (x * 255).round().astype(np.uint8) for values in [0, 1], or x.round().astype(np.uint8) for [0, 255]"
+        )
+    elif image.dtype != np.uint8:
+        if not np.issubdtype(image.dtype, np.integer) or (image.size and (image.min() < 0 or image.max() > 255)):
+            raise ImageReadError(f"{caller}: got dtype {image.dtype} with values outside [0, 255]; expected uint8 "
+                                 "(or uint16); scale the values to [0, 255] and pass .astype(np.uint8)")
+        image = image.astype(np.uint8)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4) or min(image.shape[:2]) < 1:
+        raise ImageReadError(f"{caller}: expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {image.shape}")
+    return np.ascontiguousarray(image[:, :, :3])
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Convert grey, 16-bit, palette and alpha images to 8-bit RGB (alpha composited on white)."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if array.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(array / top * 255.0, 0, 255).astype(np.uint8), mode="L")
+        array = np.asarray(image)
+        if array.dtype != np.uint16:  # mode I (32-bit) holds 16-bit PNGs in some Pillow versions
+            array = np.clip(array, 0, 65535).astype(np.uint16)
+        image = Image.fromarray(as_rgb_uint8(array, "load_image"))
     if image.mode == "P":
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA"):
@@ -35,11 +66,12 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 def load_image(source: str | os.PathLike | np.ndarray | Image.Image) -> np.ndarray:
     """Return an RGB ``uint8`` array of shape (H, W, 3), with EXIF orientation applied.
 
-    Accepts a path, a PIL image or an array (grey ``(H, W)``, RGB or RGBA). Raises
-    ``ImageReadError`` with the reason for zero-byte, truncated, non-image or oversized files.
+    Accepts a path, a PIL image or an array (grey ``(H, W)``, RGB or RGBA; see ``as_rgb_uint8``).
+    Raises ``ImageReadError`` with the reason for zero-byte, truncated, non-image or oversized files
+    and for arrays of the wrong dtype or shape.
     """
     if isinstance(source, np.ndarray):
-        return _array_to_rgb(source)
+        return as_rgb_uint8(source)
     if isinstance(source, Image.Image):
         return np.asarray(_to_rgb(ImageOps.exif_transpose(source)))
     path = Path(source)
@@ -68,13 +100,3 @@ def load_image(source: str | os.PathLike | np.ndarray | Image.Image) -> np.ndarr
         raise ImageReadError(f"{path}: not a readable image ({error.__class__.__name__})") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageReadError(f"{path}: corrupt or truncated image ({error})") from error
-
-
-def _array_to_rgb(array: np.ndarray) -> np.ndarray:
-    if array.ndim == 2:
-        array = np.repeat(array[:, :, None], 3, axis=2)
-    if array.ndim != 3 or array.shape[2] not in (3, 4):
-        raise ImageReadError(f"load_image: expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {array.shape}")
-    if array.dtype != np.uint8:
-        array = np.clip(array, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(array[:, :, :3])

@@ -3,13 +3,14 @@
 Layout of a parts folder (``OUT.parts/`` beside the output ``OUT.parquet``)::
 
     manifest.json         what the run is (model, options, inputs hash), its chunks, the output name
-    inputs.txt            the ordered inputs, one a line: chunk ``i`` covers lines ``[start, stop)``
+    inputs.jsonl          the ordered inputs, one ``[name, size, mtime_ns]`` a line: chunk ``i`` covers
+                          lines ``[start, stop)``; size and mtime tell ``--resume`` which inputs changed
     chunk-000012.parquet  the rows of chunk 12
     chunk-000012.json     its record (failures, counts); written last, so its presence marks the chunk done
 
-A chunk is written by exactly one call of ``write_chunk`` for its index, so a chunk redone after an
-interruption replaces, never duplicates, its rows, and a run never needs to know who wrote what.
-``read_parts`` joins the chunks in chunk order, which is input order.
+A chunk's rows are written once, under its index, so a chunk redone after an interruption replaces,
+never duplicates, its rows, and a run never needs to know who wrote what. ``iter_parts`` streams the
+chunks in chunk order, which is input order; ``read_parts`` joins them in memory.
 
 Example:
     >>> table = read_parts("faces.parts")  # doctest: +SKIP
@@ -19,21 +20,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
+import numpy as np
 import pandas as pd
 
 from deepfever.errors import DeepFeverError
 from deepfever.io.atomic import atomic_write
-from deepfever.io.tables import read_table, write_table
 
-PARTS_VERSION = 1
+logger = logging.getLogger(__name__)
+
+PARTS_VERSION = 2
 _CHUNK_RECORD = re.compile(r"^chunk-(\d+)\.json$")
-_INTEGER_COLUMNS = ("frame", "track")
+_NULLABLE = ("frame", "track")
 """Nullable integer columns: image rows carry no frame or track, and joining must not make them floats."""
+_INPUTS = "inputs.jsonl"
 
 
 class PartsMismatchError(DeepFeverError, ValueError):
@@ -78,11 +84,22 @@ def check_same_run(folder: str | Path, existing: dict[str, Any], manifest: dict[
         )
 
 
-def open_parts(folder: str | Path, manifest: dict[str, Any], names: Sequence[str], resume: bool, overwrite: bool) -> dict[str, Any]:
+def input_states(names: Sequence[str]) -> list[list]:
+    """``[name, size, mtime_ns]`` of each input: what ``--resume`` compares to notice a changed file."""
+    states = []
+    for name in names:
+        info = os.stat(name)
+        states.append([name, info.st_size, info.st_mtime_ns])
+    return states
+
+
+def open_parts(folder: str | Path, manifest: dict[str, Any], states: Sequence[Sequence], resume: bool, overwrite: bool) -> dict[str, Any]:
     """Create ``folder`` for a new run, or check that it holds this run when resuming; returns its manifest.
 
-    Without ``resume`` an existing folder is an error, unless ``overwrite`` allows starting again from
-    nothing. Call it from one process only, before any chunk is written.
+    ``states`` are ``input_states`` of the inputs in order. When resuming, a done chunk holding an input
+    whose size or modification time changed since it was recorded is marked to be redone (and logged,
+    naming the inputs). Without ``resume`` an existing folder is an error, unless ``overwrite`` allows
+    starting again from nothing. Call it from one process only, before any chunk is written.
     """
     folder = Path(folder)
     if folder.exists():
@@ -93,16 +110,46 @@ def open_parts(folder: str | Path, manifest: dict[str, Any], names: Sequence[str
             check_same_run(folder, existing, manifest)
             for leftover in folder.glob(".chunk-*.tmp"):  # from a process killed mid-write
                 leftover.unlink()
+            _redo_changed(folder, existing, states)
             return existing
         if not overwrite:
             raise FileExistsError(f"{folder} holds an earlier run; pass --resume to continue it or --overwrite to start again")
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    with atomic_write(folder / "inputs.txt") as tmp:
-        tmp.write_text("".join(f"{name}\n" for name in names))
+    _write_states(folder, states)
     with atomic_write(folder / "manifest.json") as tmp:  # one key a line; the chunk list stays on one line
         tmp.write_text("{\n" + ",\n".join(f"  {json.dumps(key)}: {json.dumps(value)}" for key, value in manifest.items()) + "\n}\n")
     return manifest
+
+
+def _write_states(folder: Path, states: Sequence[Sequence]) -> None:
+    with atomic_write(folder / _INPUTS) as tmp:
+        tmp.write_text("".join(json.dumps(list(state)) + "\n" for state in states))
+
+
+def read_inputs(folder: str | Path) -> list[str]:
+    """The run's inputs in order, as the manifest's chunks count them."""
+    return [state[0] for state in _read_states(Path(folder))]
+
+
+def _read_states(folder: Path) -> list[list]:
+    path = folder / _INPUTS
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def _redo_changed(folder: Path, manifest: dict[str, Any], states: Sequence[Sequence]) -> None:
+    """Unmark the done chunks whose inputs changed since they were recorded, logging their names."""
+    recorded = _read_states(folder)
+    changed = [position for position, (then, now) in enumerate(zip(recorded, states)) if list(then) != list(now)]
+    done = done_chunks(folder)
+    for index, (start, stop) in enumerate(manifest["chunks"]):
+        redo = [states[position][0] for position in changed if start <= position < stop]
+        if redo and index in done:
+            logger.warning("redoing chunk %d: %s changed (size or modification time) since it was extracted",
+                           index, ", ".join(redo))
+            (folder / f"chunk-{index:06d}.json").unlink()
+    if changed:
+        _write_states(folder, states)
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
@@ -117,11 +164,14 @@ def done_chunks(folder: str | Path) -> set[int]:
     return {int(match.group(1)) for path in Path(folder).glob("chunk-*.json") if (match := _CHUNK_RECORD.match(path.name))}
 
 
-def write_chunk(folder: str | Path, index: int, frame: pd.DataFrame, record: dict[str, Any]) -> None:
-    """Write chunk ``index``: its rows first, then its record, whose presence marks the chunk done."""
-    folder = Path(folder)
-    write_table(frame, folder / f"chunk-{index:06d}.parquet")
-    with atomic_write(folder / f"chunk-{index:06d}.json") as tmp:
+def chunk_table_path(folder: str | Path, index: int) -> Path:
+    """Where chunk ``index`` keeps its rows (write them with ``deepfever.io.tables.table_writer``)."""
+    return Path(folder) / f"chunk-{index:06d}.parquet"
+
+
+def mark_chunk_done(folder: str | Path, index: int, record: dict[str, Any]) -> None:
+    """Write chunk ``index``'s record once its rows are written; its presence marks the chunk done."""
+    with atomic_write(Path(folder) / f"chunk-{index:06d}.json") as tmp:
         tmp.write_text(json.dumps(record) + "\n")
 
 
@@ -131,31 +181,66 @@ def missing_chunks(folder: str | Path, manifest: dict[str, Any] | None = None) -
     return [index for index in range(len(manifest["chunks"])) if index not in done]
 
 
+def read_records(folder: str | Path, manifest: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every chunk's record (failures, counts) in chunk order; raises ``IncompletePartsError`` naming missing chunks."""
+    folder = Path(folder)
+    manifest = manifest or read_manifest(folder)
+    missing = missing_chunks(folder, manifest)
+    if missing:
+        raise IncompletePartsError(_describe_missing(folder, manifest, missing))
+    return [json.loads((folder / f"chunk-{index:06d}.json").read_text()) for index in range(len(manifest["chunks"]))]
+
+
+def parts_columns(folder: str | Path, manifest: dict[str, Any] | None = None) -> list[str]:
+    """The joined table's columns: the widest chunk's (a chunk of images only lacks the video columns)."""
+    import pyarrow.parquet as pq
+
+    manifest = manifest or read_manifest(folder)
+    schemas = [pq.read_schema(chunk_table_path(folder, index)).names for index in range(len(manifest["chunks"]))]
+    return max(schemas, key=len) if schemas else []
+
+
+def iter_parts(folder: str | Path, columns: Sequence[str] | None = None, batch_rows: int = 4096) -> Iterator[pd.DataFrame]:
+    """Stream the rows of every chunk in input order, ``batch_rows`` at a time, in bounded memory.
+
+    ``columns`` selects columns (default ``parts_columns``); a chunk without one gets it empty.
+    Raises ``IncompletePartsError`` naming the chunks (and their first inputs) that are not written yet.
+    """
+    import pyarrow.parquet as pq
+
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    read_records(folder, manifest)  # refuses an incomplete folder before the first row
+    columns = list(columns or parts_columns(folder, manifest))
+    for index in range(len(manifest["chunks"])):
+        source = pq.ParquetFile(chunk_table_path(folder, index))
+        present = [column for column in columns if column in source.schema_arrow.names]
+        for batch in source.iter_batches(batch_size=batch_rows, columns=present):
+            frame = batch.to_pandas().reindex(columns=columns)
+            for column in ("embedding", "landmarks"):
+                if column in frame:
+                    frame[column] = [np.asarray(value, np.float32) for value in frame[column]]
+            yield frame.astype({column: "Int64" for column in _NULLABLE if column in frame})
+
+
 def read_parts(folder: str | Path) -> pd.DataFrame:
-    """All chunks of ``folder`` as one table in input order.
+    """All chunks of ``folder`` as one table in input order (in memory; ``iter_parts`` streams them).
 
     ``attrs["records"]`` holds each chunk's record and ``attrs["failures"]`` their ``failures`` lists joined.
 
     Raises ``IncompletePartsError`` naming the chunks (and their first inputs) that are not written yet.
     """
-    folder = Path(folder)
-    manifest = read_manifest(folder)
-    missing = missing_chunks(folder, manifest)
-    if missing:
-        raise IncompletePartsError(_describe_missing(folder, manifest, missing))
-    frames = [read_table(folder / f"chunk-{index:06d}.parquet") for index in range(len(manifest["chunks"]))]
-    records = [json.loads((folder / f"chunk-{index:06d}.json").read_text()) for index in range(len(frames))]
-    widest = max(frames, key=lambda frame: len(frame.columns)) if frames else pd.DataFrame()
-    # A chunk of images only lacks the video columns; empty chunks are left out so they add no dtypes.
-    filled = [frame for frame in frames if len(frame)]
-    table = pd.concat(filled, ignore_index=True)[list(widest.columns)] if filled else widest
-    table = table.astype({column: "Int64" for column in _INTEGER_COLUMNS if column in table})
+    records = read_records(folder)
+    columns = parts_columns(folder)
+    batches = [batch for batch in iter_parts(folder, columns) if len(batch)]
+    table = pd.concat(batches, ignore_index=True) if batches else pd.DataFrame(columns=columns)
+    table = table.astype({column: "Int64" for column in _NULLABLE if column in table})
     table.attrs = {"failures": [failure for record in records for failure in record.get("failures", [])], "records": records}
     return table
 
 
 def _describe_missing(folder: Path, manifest: dict[str, Any], missing: list[int]) -> str:
-    names = (folder / "inputs.txt").read_text().splitlines() if (folder / "inputs.txt").is_file() else []
+    names = read_inputs(folder)
     described = []
     for index in missing[:10]:
         start, stop = manifest["chunks"][index]

@@ -43,6 +43,28 @@ class VideoInfo:
         return self.frame_count / self.fps if self.fps > 0 else 0.0
 
 
+@dataclass
+class DecodeStats:
+    """Frames read from a file by ``iter_frames``: ``decoded`` (processed or skipped) and ``undecodable``."""
+
+    decoded: int = 0
+    undecodable: int = 0
+
+
+TRUNCATION_TOLERANCE = 0.02
+"""Containers estimate their frame count for some codecs; a shortfall within 2 % (or one frame) is not reported."""
+
+
+def decode_shortfall(decoded: int, declared: int, undecodable: int = 0) -> str | None:
+    """Why a video was only partly read (fewer frames than declared, or frames that failed to decode), else ``None``."""
+    problems = []
+    if declared and declared - decoded > max(1, TRUNCATION_TOLERANCE * declared):
+        problems.append(f"read {decoded} of the {declared} frames the container declares (truncated or damaged file)")
+    if undecodable:
+        problems.append(f"{undecodable} frames could not be decoded and were skipped")
+    return "; ".join(problems) + "; rows cover only the frames read" if problems else None
+
+
 def _open(path: str | os.PathLike, caller: str) -> cv2.VideoCapture:
     file = Path(path)
     if not file.is_file():
@@ -79,7 +101,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         capture.release()
 
 
-def iter_frames(path: str | os.PathLike, fps: float | None = None) -> Iterator[Frame]:
+def iter_frames(path: str | os.PathLike, fps: float | None = None, stats: DecodeStats | None = None) -> Iterator[Frame]:
     """Yield the frames of a video in order as ``Frame(index, time_s, rgb)``.
 
     Args:
@@ -88,6 +110,9 @@ def iter_frames(path: str | os.PathLike, fps: float | None = None) -> Iterator[F
             sample time ``k / fps`` the first frame at or after it (frames are never repeated, so
             asking for more than the native rate gives every frame). Skipped frames are only
             demuxed and decoded, never converted, which keeps sampling cheap.
+        stats: filled in as frames are read: how many were decoded and how many could not be (those
+            are skipped, so a partly damaged file gives every frame it can; compare with
+            ``probe_video(path).frame_count`` to notice a truncated file).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -101,11 +126,13 @@ def iter_frames(path: str | os.PathLike, fps: float | None = None) -> Iterator[F
     if fps is not None and not fps > 0:
         raise ValueError(f"iter_frames: fps must be None (every frame) or a positive number, got {fps!r}")
     capture = _open(path, "iter_frames")
+    stats = stats if stats is not None else DecodeStats()
     try:
         native_fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
         index, next_sample, last_time = -1, 0, -1.0
         while capture.grab():
             index += 1
+            stats.decoded += 1
             time_s = _timestamp(capture, index, native_fps, last_time)
             last_time = time_s
             if fps is not None:
@@ -115,7 +142,8 @@ def iter_frames(path: str | os.PathLike, fps: float | None = None) -> Iterator[F
                 next_sample = int(np.floor(time_s * fps + 1e-6)) + 1
             ok, bgr = capture.retrieve()
             if not ok or bgr is None:
-                raise VideoReadError(f"iter_frames: frame {index} of {str(path)!r} could not be decoded")
+                stats.undecodable += 1
+                continue
             yield Frame(index, time_s, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         if index < 0:
             raise VideoReadError(f"iter_frames: {str(path)!r} opened but has no decodable frame; is it a video?")

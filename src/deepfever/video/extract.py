@@ -16,10 +16,11 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from deepfever.extraction.rows import SMOOTH_SUFFIX, PendingBatch, face_row, prediction_fields
 from deepfever.faces.align import align_faces
 from deepfever.faces.detect import Detector
 from deepfever.faces.types import Face
-from deepfever.video.decode import Frame, iter_frames, probe_video
+from deepfever.video.decode import DecodeStats, Frame, decode_shortfall, iter_frames, probe_video
 from deepfever.video.tracking import CONFIRMED, DELETED, TENTATIVE, FaceTracker, Track, follow_faces
 
 if TYPE_CHECKING:
@@ -33,10 +34,17 @@ VIDEO_KEYS = ("frame", "time_s", "track")
 
 @dataclass
 class VideoReport:
-    """What one video gave: frames processed, faces kept, tracks confirmed and speed."""
+    """What one video gave: frames decoded and processed, faces kept, tracks confirmed and speed.
+
+    ``frames_declared`` is the container's frame count and ``frames_decoded`` the frames actually read
+    (processed or skipped by ``fps``); ``truncation`` says when the two disagree.
+    """
 
     path: str = ""
     frames: int = 0
+    frames_declared: int = 0
+    frames_decoded: int = 0
+    frames_undecodable: int = 0
     frames_with_faces: int = 0
     faces: int = 0
     tracks: int = 0
@@ -48,24 +56,19 @@ class VideoReport:
     def frames_per_second(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def truncation(self) -> str | None:
+        """Why the video was only partly read, or ``None`` when every declared frame was decoded."""
+        return decode_shortfall(self.frames_decoded, self.frames_declared, self.frames_undecodable)
+
     def summary(self) -> str:
         return (f"{self.path}: {self.frames} frames, {self.faces} faces in {self.tracks} tracks, "
                 f"{self.seconds:.1f} s ({self.frames_per_second:.1f} frames/s)")
 
 
-@dataclass
-class _Pending:
-    """Frames whose faces are aligned and wait for a full model batch."""
-
-    frames: list[tuple[int, float, list[Face]]] = field(default_factory=list)
-    crops: list[np.ndarray] = field(default_factory=list)
-
-
-def video_columns(extractor: Extractor) -> list[str]:
-    """``Extractor.columns()`` with ``frame``, ``time_s`` and ``track`` after ``path``."""
-    columns = extractor.columns()
-    at = columns.index("path") + 1
-    return columns[:at] + list(VIDEO_KEYS) + columns[at:]
+def video_columns(extractor: Extractor, smoothed: bool = False) -> list[str]:
+    """``Extractor.columns()`` with ``frame``, ``time_s`` and ``track`` after ``path`` (and ``*_smooth`` when ``smoothed``)."""
+    return extractor.columns(video=True, smoothed=smoothed)
 
 
 def iter_video_rows(extractor: Extractor, path: str | os.PathLike, fps: float | None = None,
@@ -88,9 +91,13 @@ def iter_video_rows(extractor: Extractor, path: str | os.PathLike, fps: float | 
         >>> next(rows)["track"]  # doctest: +SKIP
         0
     """
-    native = probe_video(path).fps or 25.0  # some containers omit the rate; it only sizes max_age
+    info = probe_video(path)
+    native = info.fps or 25.0  # some containers omit the rate; it only sizes max_age
     rate = native if fps is None else min(fps, native)
-    yield from iter_frame_rows(extractor, iter_frames(path, fps), str(path), rate, **options)
+    report = options["report"] = options.get("report") or VideoReport()
+    stats = DecodeStats()
+    yield from iter_frame_rows(extractor, iter_frames(path, fps, stats=stats), str(path), rate, **options)
+    report.frames_declared, report.frames_decoded, report.frames_undecodable = info.frame_count, stats.decoded, stats.undecodable
 
 
 def iter_frame_rows(
@@ -118,7 +125,8 @@ def iter_frame_rows(
             ``Detector`` instance, or ``None`` for the extractor's default.
         smoothing: exponential moving average of probabilities (and valence/arousal) per track,
             ``p_t = smoothing * p_{t-1} + (1 - smoothing) * raw_t`` per processed frame; ``emotion`` is
-            the argmax of the smoothed values, ``embedding`` stays raw. 0 turns it off.
+            written beside the raw values as ``p_<class>_smooth``, ``emotion_smooth`` (their argmax) and
+            ``valence_smooth``/``arousal_smooth``; ``p_*``, ``emotion`` and ``embedding`` stay raw. 0 turns it off.
         batch_size: faces per model batch, shared across frames; default ``extractor.batch_size``.
         detect_side: frames are shrunk so their longer side is at most this before detection, and
             boxes and landmarks are mapped back (crops are still cut from the full frame). 320 finds
@@ -142,7 +150,8 @@ def iter_frame_rows(
     report.path = name
     batch = batch_size or extractor.batch_size
     started = time.perf_counter()
-    pending = _Pending()
+    pending = PendingBatch()
+    pending_frames: list[tuple[int, float, list[Face]]] = []
     waiting: deque[list[tuple[dict[str, Any], Track]]] = deque()
     averages: dict[int, np.ndarray] = {}
     previous: tuple[np.ndarray, list[Face]] | None = None
@@ -155,13 +164,13 @@ def iter_frame_rows(
         else:
             faces = follow_faces(previous[0], grey, previous[1])
         previous = (grey, faces) if grey is not None else None
-        if faces:
-            pending.crops.extend(align_faces(rgb, faces, extractor.template_))
-        pending.frames.append((index, time_s, faces))
-        if len(pending.crops) >= batch:
-            waiting.extend(_embed_and_track(extractor, pending, tracker, name))
+        for crop in align_faces(rgb, faces, extractor.template_) if faces else []:
+            pending.add(len(pending_frames), crop)
+        pending_frames.append((index, time_s, faces))
+        if len(pending) >= batch:
+            waiting.extend(_embed_and_track(extractor, pending, pending_frames, tracker, name))
             yield from _release(waiting, extractor, smoothing, averages, report, final=False)
-    waiting.extend(_embed_and_track(extractor, pending, tracker, name))
+    waiting.extend(_embed_and_track(extractor, pending, pending_frames, tracker, name))
     yield from _release(waiting, extractor, smoothing, averages, report, final=True)
     report.tracks = len(averages)
     report.track_ids = sorted(averages)
@@ -177,7 +186,8 @@ def extract_video(extractor: Extractor, path: str | os.PathLike, **options: Any)
         >>> table.groupby("track")["p_happy"].mean()  # doctest: +SKIP
     """
     report = VideoReport()
-    frame = pd.DataFrame(list(iter_video_rows(extractor, path, report=report, **options)), columns=video_columns(extractor))
+    rows = list(iter_video_rows(extractor, path, report=report, **options))
+    frame = pd.DataFrame(rows, columns=video_columns(extractor, smoothed=bool(options.get("smoothing"))))
     frame.attrs["report"] = asdict(report)
     return frame
 
@@ -197,55 +207,58 @@ def _detect(finder: Detector, rgb: np.ndarray, side: int | None) -> list[Face]:
             for face in finder.detect(small)]
 
 
-def _embed_and_track(extractor: Extractor, pending: _Pending, tracker: FaceTracker,
-                     name: str) -> Iterator[list[tuple[dict[str, Any], Track]]]:
-    """Embed every pending crop in one model call, then feed the tracker frame by frame, in order."""
-    result = extractor.predict(np.stack(pending.crops)) if pending.crops else None
+def _embed_and_track(extractor: Extractor, pending: PendingBatch, frames: list[tuple[int, float, list[Face]]],
+                     tracker: FaceTracker, name: str) -> Iterator[list[tuple[dict[str, Any], np.ndarray, Track]]]:
+    """Embed every pending crop in one model call, then feed the tracker frame by frame, in order.
+
+    Each entry is (row with raw predictions, raw values to smooth, track).
+    """
+    _, crops = pending.take()
+    result = extractor.predict(crops) if crops is not None else None
     start = 0
-    for index, time_s, faces in pending.frames:
+    for index, time_s, faces in frames:
         stop = start + len(faces)
         embeddings = None if result is None else result["embedding"][start:stop]
         tracks = tracker.update(np.stack([face.box for face in faces]) if faces else np.zeros((0, 4)), embeddings)
         entries = []
         for number, (face, track) in enumerate(zip(faces, tracks)):
-            row = extractor._face_row(name, number, face)
-            row.update(frame=index, time_s=time_s, embedding=result["embedding"][start + number],
-                       probabilities=result["probabilities"][start + number])
-            if "valence_arousal" in result:
-                row["va"] = result["valence_arousal"][start + number]
-            entries.append((row, track))
+            probabilities = result["probabilities"][start + number]
+            va = result["valence_arousal"][start + number] if "valence_arousal" in result else None
+            row = face_row(name, number, face)
+            row.update(frame=index, time_s=time_s, embedding=result["embedding"][start + number])
+            row.update(prediction_fields(extractor.class_names_, probabilities, va))
+            raw = probabilities if va is None else np.concatenate([probabilities, va])
+            entries.append((row, raw, track))
         start = stop
         yield entries
-    pending.frames.clear()
-    pending.crops.clear()
+    frames.clear()
 
 
 def _release(waiting: deque, extractor: Extractor, smoothing: float, averages: dict[int, np.ndarray],
              report: VideoReport, final: bool) -> Iterator[dict[str, Any]]:
     """Yield the oldest frames whose tracks are all decided (at the end, whatever is left)."""
-    while waiting and (final or all(track.state != TENTATIVE for _, track in waiting[0])):
+    while waiting and (final or all(track.state != TENTATIVE for _, _, track in waiting[0])):
         entries = waiting.popleft()
-        kept = [(row, track) for row, track in entries if track.id is not None]
+        kept = [entry for entry in entries if entry[2].id is not None]
         report.frames_with_faces += bool(kept)
-        for row, track in kept:
+        for row, raw, track in kept:
             report.faces += 1
-            yield _finish(row, track, extractor, smoothing, averages)
+            yield _finish(row, raw, track, extractor, smoothing, averages)
 
 
-def _finish(row: dict[str, Any], track: Track, extractor: Extractor, smoothing: float,
+def _finish(row: dict[str, Any], raw: np.ndarray, track: Track, extractor: Extractor, smoothing: float,
             averages: dict[int, np.ndarray]) -> dict[str, Any]:
-    """Fill in track id, (smoothed) probabilities, emotion and the model fingerprint."""
+    """Fill in the track id, the smoothed values beside the raw ones (when smoothing) and the fingerprint."""
     assert track.id is not None and track.state in (CONFIRMED, DELETED)
-    raw = np.concatenate([row.pop("probabilities"), row.pop("va", np.zeros(0, np.float32))])
-    previous = averages.get(track.id)
-    values = raw if previous is None or smoothing == 0 else smoothing * previous + (1 - smoothing) * raw
-    averages[track.id] = values
-    names = extractor.class_names_
-    probabilities = values[: len(names)]
     row["track"] = track.id
-    row["emotion"] = names[int(np.argmax(probabilities))]
-    row.update({f"p_{name}": float(p) for name, p in zip(names, probabilities)})
-    if len(values) > len(names):
-        row["valence"], row["arousal"] = float(values[-2]), float(values[-1])
+    if smoothing:
+        previous = averages.get(track.id)
+        values = raw if previous is None else smoothing * previous + (1 - smoothing) * raw
+        names = extractor.class_names_
+        row.update(prediction_fields(names, values[: len(names)], values[len(names):] if len(values) > len(names) else None,
+                                     suffix=SMOOTH_SUFFIX))
+    else:
+        values = raw
+    averages[track.id] = values
     row.update(extractor.fingerprint_)
     return row

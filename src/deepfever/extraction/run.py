@@ -1,0 +1,346 @@
+"""The extraction run: inputs -> chunks -> parts -> manifest -> lock -> merge, in one object.
+
+Why a library object and not CLI code: the guarantees of a long job (no row lost, mixed or repeated;
+resumable after ``kill -9``; one writer per output; bounded memory whatever the input) must hold for
+``deepfever extract``, for Python users and for every ``torchrun`` rank alike, so they live here once.
+
+How: every run works chunk by chunk in ``OUT.parts/`` (see ``deepfever.io.parts``), streaming each
+chunk's rows to Parquet as batches complete; when every chunk is written the chunks are streamed into
+``OUT`` with its failures file (always written, possibly empty, so both always come from the same
+run) and its metadata (model fingerprint and settings). The output is locked (``.OUT.parts.lock``)
+from before the first check to the end of the merge. A run without ``resume`` or an explicit chunk
+size removes its parts folder once the output is written; a killed one leaves it for ``resume``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+
+import pandas as pd
+
+from deepfever._version import __version__
+from deepfever.errors import DeepFeverError
+from deepfever.extraction.lock import RunLock
+from deepfever.io import parts as store
+from deepfever.io.atomic import atomic_write, refuse_overwrite
+from deepfever.io.tables import TABLE_FORMATS, metadata_path_for, table_writer
+
+if TYPE_CHECKING:
+    from deepfever.api import ExtractionReport, Extractor
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_SIZE = 256
+"""Inputs per saved chunk: small enough to lose little to an interruption, large enough to keep batches full."""
+ROW_BATCH = 1024
+"""Rows buffered before they are appended to a chunk file: about 2.5 MB, whatever the length of a video."""
+WAIT_SECONDS = 0.5
+"""How often rank 0 looks for the other ranks' chunks before it merges."""
+
+
+class OutputNotWritableError(DeepFeverError, PermissionError):
+    """An output (table, failures file, annotated image or video) cannot be written where it was asked for."""
+
+
+def failures_path_for(output: str | os.PathLike) -> Path:
+    """``OUT.failures.csv`` beside ``OUT.<format>``: one row (path, reason) per input that gave no or partial rows."""
+    output = Path(output)
+    return output.with_name(output.name[: -len(output.suffix)] + ".failures.csv")
+
+
+class ExtractionRun:
+    """Extract every face of ``inputs`` into ``output``, resumable, shardable and locked.
+
+    The constructor only stores settings; ``run(inputs)`` does the work and returns the report.
+
+    Args:
+        extractor: an ``Extractor`` (loaded on first use; under ``torchrun`` a CUDA extractor uses the
+            process's own GPU).
+        output: ``OUT.parquet``, ``OUT.csv``, ``OUT.jsonl`` or ``OUT.npz``.
+        fps: videos: frames per second to process (``None``: every frame).
+        smoothing: videos: per-track moving-average weight in [0, 1); adds ``*_smooth`` columns.
+        chunk_size: inputs per saved chunk (default ``DEFAULT_CHUNK_SIZE``); giving it keeps the parts.
+        resume: continue the run whose chunks are in ``OUT.parts/`` (inputs changed since are redone).
+        overwrite: replace existing outputs and start a parts folder again.
+        annotate_dir: also write each image with its faces drawn, mirroring the inputs' relative paths.
+        annotate_video_dir: also write each video with its tracks drawn, likewise.
+
+    Under ``torchrun`` (``RANK``/``WORLD_SIZE`` set) rank r takes chunks r, r + W, ...; rank 0 holds
+    the lock, checks the parts folder before the others start, and merges once every chunk is written.
+
+    Example:
+        >>> report = ExtractionRun(Extractor(), "faces.parquet", fps=5).run(["photos/", "clip.mp4"])  # doctest: +SKIP
+        >>> report.summary()  # doctest: +SKIP
+    """
+
+    def __init__(self, extractor: Extractor, output: str | os.PathLike, *, fps: float | None = None, smoothing: float = 0.0,
+                 chunk_size: int | None = None, resume: bool = False, overwrite: bool = False,
+                 annotate_dir: str | os.PathLike | None = None, annotate_video_dir: str | os.PathLike | None = None) -> None:
+        self.extractor = extractor
+        self.output = Path(output)
+        self.fps = fps
+        self.smoothing = smoothing
+        self.chunk_size = chunk_size
+        self.resume = resume
+        self.overwrite = overwrite
+        self.annotate_dir = annotate_dir
+        self.annotate_video_dir = annotate_video_dir
+
+    @property
+    def parts_dir(self) -> Path:
+        return store.parts_dir_for(self.output)
+
+    def run(self, inputs: Iterable[str | os.PathLike], progress: Callable[[int], None] | None = None) -> ExtractionReport:
+        """Do the work (or this rank's share); the report covers the whole run once it is merged.
+
+        Raises, before any extraction: ``ValueError`` (bad settings or format), ``FileNotFoundError``
+        (inputs that match nothing), ``FileExistsError`` (existing outputs without ``overwrite``),
+        ``RunLockedError`` (another run holds the output), ``OutputNotWritableError``.
+        """
+        files = self._plan(inputs)
+        rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        lock = RunLock(self.parts_dir.with_name(f".{self.parts_dir.name}.lock"), str(self.output)) if rank == 0 else None
+        try:
+            manifest = self._start(files, rank, world_size, lock)
+            mine = [index for index in range(rank, len(manifest["chunks"]), world_size)
+                    if index not in store.done_chunks(self.parts_dir)]
+            logger.info("rank %d of %d: %d of %d chunks to do in %s", rank, world_size, len(mine), len(manifest["chunks"]),
+                        self.parts_dir)
+            records = [self._extract_chunk(index, files[slice(*manifest["chunks"][index])], progress) for index in mine]
+            if rank != 0:
+                logger.info("rank %d is done; rank 0 writes %s once every chunk is in", rank, self.output)
+                return _combine_reports(records)
+            self._wait_for_chunks(manifest)
+            report = self._merge(manifest)
+            self._annotate(report)
+            if not (self.resume or self.chunk_size is not None or world_size > 1):
+                shutil.rmtree(self.parts_dir)
+            return report
+        finally:
+            if lock:
+                lock.release()
+
+    # -- before any work -----------------------------------------------------------------
+    def _plan(self, inputs: Iterable[str | os.PathLike]) -> list[Path]:
+        """Check the settings and expand the inputs (images first, then videos), touching no file."""
+        from deepfever.io.images import IMAGE_SUFFIXES
+        from deepfever.io.inputs import VIDEO_SUFFIXES, expand_inputs
+
+        if self.fps is not None and not self.fps > 0:
+            raise ValueError(f"ExtractionRun: fps must be positive or None (every frame), got {self.fps}; pass --fps 5, say")
+        if not 0.0 <= self.smoothing < 1.0:
+            raise ValueError(f"ExtractionRun: smoothing must lie in [0, 1), got {self.smoothing}; pass --smooth 0.6, say, or 0 for none")
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise ValueError(f"ExtractionRun: chunk size must be at least 1, got {self.chunk_size}")
+        if self.output.suffix.lower() not in TABLE_FORMATS:
+            raise ValueError(f"unknown output format {self.output.suffix or '(none)'!r} for {self.output}; "
+                             f"use one of {', '.join(TABLE_FORMATS)}")
+        files = expand_inputs(inputs, IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+        if not files:
+            raise FileNotFoundError(f"no images or videos found in {', '.join(map(str, inputs))}")
+        # Images before videos, as Extractor.extract orders its rows, so joined chunks equal one single run.
+        videos = [path for path in files if path.suffix.lower() in VIDEO_SUFFIXES]
+        return [path for path in files if path.suffix.lower() not in VIDEO_SUFFIXES] + videos
+
+    def _check_outputs(self, files: Sequence[Path]) -> None:
+        """Every file the run will write can be written and replaces nothing unasked; run under the lock."""
+        targets = [self.output, failures_path_for(self.output)]
+        targets += [] if self.output.suffix.lower() == ".parquet" else [metadata_path_for(self.output)]
+        for target in [*targets, *self._annotation_targets(files).values()]:
+            _check_writable(target, self.overwrite)
+
+    def _annotation_targets(self, files: Sequence[Path]) -> dict[str, Path]:
+        """Input path -> annotated copy, mirroring paths below the inputs' common folder (``a/x.png`` and
+        ``b/x.png`` stay apart)."""
+        from deepfever.io.inputs import VIDEO_SUFFIXES
+
+        if not files or not (self.annotate_dir or self.annotate_video_dir):
+            return {}
+        root = Path(os.path.commonpath([str(path.resolve().parent) for path in files]))
+        targets = {}
+        for path in files:
+            relative = path.resolve().relative_to(root)
+            if path.suffix.lower() in VIDEO_SUFFIXES and self.annotate_video_dir:
+                targets[str(path)] = Path(self.annotate_video_dir) / relative.with_name(f"{relative.stem}.annotated.mp4")
+            elif path.suffix.lower() not in VIDEO_SUFFIXES and self.annotate_dir:
+                targets[str(path)] = Path(self.annotate_dir) / relative.with_name(f"{relative.stem}.annotated.jpg")
+        return targets
+
+    def _identity(self) -> dict[str, Any]:
+        """Everything besides the inputs that changes the rows; a resumed run must match it."""
+        extractor = self.extractor
+        return {**extractor.fingerprint_, "detector": extractor.detector, "detector_options": _jsonable(extractor.detector_options),
+                "flip_tta": extractor.flip_tta, "fps": self.fps, "smooth": self.smoothing}
+
+    def _start(self, files: list[Path], rank: int, world_size: int, lock: RunLock | None) -> dict[str, Any]:
+        """Rank 0 takes the lock and creates or checks the parts folder while the others wait."""
+        context = None
+        if world_size > 1:
+            from deepfever.training.distributed import init_distributed
+
+            context = init_distributed(self.extractor.device)
+            if context.device.type == "cuda":
+                self.extractor.device = str(context.device)
+        try:
+            error = None
+            if lock:
+                try:
+                    _take(lock, self.output)
+                    self._check_outputs(files)
+                except OSError as caught:
+                    error = caught
+            self.extractor.load()
+            names = [str(path) for path in files]
+            manifest = store.make_manifest(self._identity(), names, self.chunk_size or DEFAULT_CHUNK_SIZE, self.output.name)
+            if lock and not error:
+                try:
+                    manifest = store.open_parts(self.parts_dir, manifest, store.input_states(names), self.resume, self.overwrite)
+                except (FileExistsError, ValueError) as caught:
+                    error = caught
+            if context:
+                error = context.broadcast(error)
+            if error:
+                raise error
+            if not lock:
+                store.check_same_run(self.parts_dir, store.read_manifest(self.parts_dir), manifest)
+        finally:
+            if context:
+                context.close()  # start-up is the only collective step: ranks then work at their own pace
+        return manifest
+
+    # -- the work --------------------------------------------------------------------------
+    def _extract_chunk(self, index: int, files: list[Path], progress: Callable[[int], None] | None) -> dict[str, Any]:
+        """Stream one chunk's rows into its Parquet file, then mark it done with its report."""
+        from deepfever.io.inputs import VIDEO_SUFFIXES
+
+        extractor = self.extractor
+        video = any(path.suffix.lower() in VIDEO_SUFFIXES for path in files)
+        columns = extractor.columns(video=video, smoothed=bool(self.smoothing))
+        rows: list[dict[str, Any]] = []
+        with table_writer(store.chunk_table_path(self.parts_dir, index), columns) as write:
+            for row in extractor.iter_extract(files, progress=progress, fps=self.fps, smoothing=self.smoothing):
+                rows.append(row)
+                if len(rows) >= ROW_BATCH:
+                    write(pd.DataFrame(rows, columns=columns))
+                    rows.clear()
+            write(pd.DataFrame(rows, columns=columns))
+        record = dataclasses.asdict(extractor.report_)
+        store.mark_chunk_done(self.parts_dir, index, record)
+        return record
+
+    def _wait_for_chunks(self, manifest: dict[str, Any]) -> None:
+        """Rank 0 waits for the other ranks' chunks (torchrun stops every rank if one fails)."""
+        logged = False
+        while missing := store.missing_chunks(self.parts_dir, manifest):
+            if not logged:
+                logger.info("rank 0 waits for %d chunks of the other processes before writing %s", len(missing), self.output)
+                logged = True
+            time.sleep(WAIT_SECONDS)
+
+    def _merge(self, manifest: dict[str, Any]) -> ExtractionReport:
+        return merge_parts(self.parts_dir, self.output, metadata=self.metadata(manifest["inputs"]))
+
+    def metadata(self, inputs: int) -> dict[str, Any]:
+        """What the output records about how it was made (Parquet metadata or ``OUT.meta.json``)."""
+        return {"deepfever_version": __version__, **self._identity(), "batch_size": self.extractor.batch_size, "inputs": inputs}
+
+    def _annotate(self, report: ExtractionReport) -> None:
+        """Draw the rows onto copies of the inputs, reading the written output one input at a time."""
+        from deepfever.io.annotate import annotate_file
+        from deepfever.io.tables import read_table
+
+        targets = self._annotation_targets([Path(name) for name in store.read_inputs(self.parts_dir)])
+        if not targets:
+            return
+        table = read_table(self.output)
+        for path, rows in table.groupby("path", sort=False):
+            target = targets.get(path)
+            if target is not None:
+                annotate_file(path, rows, target, fps=self.fps)
+        logger.info("annotated %d inputs", sum(1 for path in table["path"].unique() if path in targets))
+
+
+def merge_parts(folder: str | os.PathLike, output: str | os.PathLike, metadata: dict[str, Any] | None = None) -> ExtractionReport:
+    """Stream every chunk of ``folder`` into ``output`` and write its failures file; returns the joined report.
+
+    The caller holds the folder's lock (``ExtractionRun`` does; ``merge_parts_locked`` takes it).
+    """
+    folder, output = Path(folder), Path(output)
+    manifest = store.read_manifest(folder)
+    records = store.read_records(folder, manifest)
+    report = _combine_reports(records)
+    columns = store.parts_columns(folder, manifest)
+    write_failures(report.failures, output)
+    with table_writer(output, columns, metadata) as write:
+        for batch in store.iter_parts(folder, columns):
+            write(batch)
+    return report
+
+
+def write_failures(failures: Sequence[dict[str, str]], output: str | os.PathLike) -> Path:
+    """``OUT.failures.csv`` (path, reason), written even when empty so it always belongs to the table beside it."""
+    with atomic_write(failures_path_for(output)) as tmp:
+        pd.DataFrame(list(failures), columns=["path", "reason"]).to_csv(tmp, index=False)
+    return failures_path_for(output)
+
+
+def merge_parts_locked(folder: str | os.PathLike, output: str | os.PathLike, overwrite: bool) -> ExtractionReport:
+    """``deepfever merge``: refuse existing outputs without ``overwrite``, lock the folder, merge."""
+    folder, output = Path(folder), Path(output)
+    lock = RunLock(folder.with_name(f".{folder.name}.lock"), str(folder))
+    _take(lock, output)
+    try:
+        for target in (output, failures_path_for(output)):
+            _check_writable(target, overwrite)
+        metadata = store.read_manifest(folder)
+        return merge_parts(folder, output, {"deepfever_version": __version__,
+                                            **{key: value for key, value in metadata.items() if key not in ("chunks", "version")}})
+    finally:
+        lock.release()
+
+
+def _combine_reports(records: list[dict[str, Any]]) -> ExtractionReport:
+    """Counts and seconds add up; lists (videos, failures) follow one another in chunk order."""
+    from deepfever.api import ExtractionReport
+
+    combined: dict[str, Any] = {}
+    for field in dataclasses.fields(ExtractionReport):
+        values = [record[field.name] for record in records]
+        combined[field.name] = [item for value in values for item in value] if field.name in ("videos", "failures") else sum(values)
+    return ExtractionReport(**combined)
+
+
+def _take(lock: RunLock, output: Path) -> None:
+    """Acquire ``lock``, creating the output's folder; a folder that cannot hold files is named, not a traceback."""
+    try:
+        lock.path.parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except OSError as error:
+        if isinstance(error, DeepFeverError):  # the lock is held by another run
+            raise
+        raise OutputNotWritableError(f"cannot write {output}: {error.strerror} ({error.filename}); choose another -o") from error
+
+
+def _check_writable(target: Path, overwrite: bool) -> None:
+    """Refuse an existing file without ``overwrite`` and a place that cannot hold a file, before any work."""
+    refuse_overwrite(target, overwrite)
+    folder = target.parent
+    existing = next((parent for parent in (folder, *folder.parents) if parent.exists()), Path("."))
+    if not existing.is_dir():
+        raise OutputNotWritableError(f"cannot write {target}: {existing} is a file, not a folder; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputNotWritableError(f"cannot write {target}: no permission to write in {existing}; choose another path")
+    if target.is_dir():
+        raise OutputNotWritableError(f"cannot write {target}: it is a folder; name a file")
+
+
+def _jsonable(value: Any) -> Any:
+    """Detector options as JSON: paths become strings, so a manifest compares equal when read back."""
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    return str(value) if isinstance(value, os.PathLike) else value
