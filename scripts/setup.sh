@@ -14,4 +14,10 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
     || echo "setup.sh: torch==2.13.0 not available here; pip will install the torch your platform offers" >&2
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+# The page's tests drive headless Chromium. CI (CI=true, root, Debian) installs it here; elsewhere
+# those tests skip and say how to install it (apt-get install chromium chromium-driver).
+if [ "${CI:-}" = "true" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v chromedriver >/dev/null; then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+    || echo "setup.sh: could not install chromium and chromium-driver; the browser tests will skip" >&2
+fi
 .venv/bin/python -c "import deepfever, torch; print(f'deepfever {deepfever.__version__} with torch {torch.__version__} in .venv')"

@@ -74,17 +74,20 @@ function renderPhoto(photo) {
   const { width, height } = photo.image;
   for (const row of photo.rows) {
     const label = `Face ${row.face + 1}: ${row.emotion} ${percent(row[`p_${row.emotion}`])}`;
+    // Detector boxes may reach past the image edge; draw them clipped to the picture.
+    const [x1, x2] = [Math.max(0, row.box_x1), Math.min(width, row.box_x2)];
+    const [y1, y2] = [Math.max(0, row.box_y1), Math.min(height, row.box_y2)];
     const box = element("button", {
-      type: "button", class: "face-box", "data-photo": photo.id, "data-face": row.face, "aria-pressed": "false",
+      type: "button", class: "face-box", "data-photo": photo.id, "data-face": row.face,
       "aria-label": `${label}. Show the nearest expressions`,
-      style: `left:${100 * row.box_x1 / width}%;top:${100 * row.box_y1 / height}%;` +
-             `width:${100 * (row.box_x2 - row.box_x1) / width}%;height:${100 * (row.box_y2 - row.box_y1) / height}%`,
+      style: `left:${100 * x1 / width}%;top:${100 * y1 / height}%;width:${100 * (x2 - x1) / width}%;height:${100 * (y2 - y1) / height}%`,
     }, [element("span", { class: "face-label", text: `${row.face + 1} ${row.emotion}` })]);
     box.addEventListener("click", () => searchFace(photo, row));
     frame.append(box);
     cards.append(renderFaceCard(photo, row, label));
   }
-  return element("article", { class: "photo" }, [element("h2", { text: photo.file.name }), frame, cards]);
+  return element("article", { class: "photo" }, [element("h2", { text: photo.file.name }),
+    element("div", { class: "photo-body" }, [frame, cards])]);
 }
 
 function renderFaceCard(photo, row, label) {
@@ -131,10 +134,13 @@ async function searchFace(photo, row) {
 
 function renderHit(hit) {
   const name = String(hit.path).split(/[\\/]/).pop();
-  const caption = `${hit.rank}. ${hit.emotion || ""} · similarity ${hit.similarity.toFixed(2)} · ${name}`;
   const image = hit.thumbnail ? element("img", { src: hit.thumbnail, alt: `Face ${hit.face} of ${name}`, loading: "lazy" })
                               : element("div", { class: "no-thumbnail", text: "no thumbnail" });
-  return element("figure", { class: "hit" }, [image, element("figcaption", { text: caption })]);
+  const caption = element("figcaption", {}, [
+    element("span", { text: `${hit.rank}. ${hit.emotion || ""} · similarity ${hit.similarity.toFixed(2)}` }),
+    element("span", { class: "file", text: name }),
+  ]);
+  return element("figure", { class: "hit" }, [image, caption]);
 }
 
 function toggleCompare(photo, row, button) {
