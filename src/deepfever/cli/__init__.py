@@ -13,6 +13,7 @@ import sys
 from typing import Sequence
 
 from deepfever._version import __version__
+from deepfever.errors import DeepFeverError, HeadUnavailableError, WeightsUnavailableError
 
 COMMAND_MODULES = ("demo", "extract", "train", "evaluate", "probe", "data", "compare", "index", "plot", "benchmark", "merge", "serve")
 
@@ -37,6 +38,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.handler(args) or 0)
-    except (FileExistsError, FileNotFoundError, ValueError) as error:
-        print(f"deepfever {args.command}: error: {error}", file=sys.stderr)
+    except (DeepFeverError, FileExistsError, FileNotFoundError, PermissionError, ValueError) as error:
+        # Errors the package raises on purpose (and refused inputs): one line, the flag to change, exit 2.
+        # Anything else is a bug and keeps its traceback.
+        hint = _flag_hint(error)
+        message = " ".join(str(error).split())  # one line, whatever the message's own layout
+        print(f"deepfever {args.command}: error: {message}" + (f" ({hint})" if hint else ""), file=sys.stderr)
         return 2
+
+
+def _flag_hint(error: BaseException) -> str:
+    """The command-line option behind an error the library words for Python callers."""
+    from deepfever.evaluation.classifier_io import ClassifierFileError, FingerprintMismatchError
+    from deepfever.models.checkpoint import ModelFileError
+
+    if isinstance(error, ModelFileError):
+        return "pass --model NAME or --model FILE.safetensors with its .json beside it"
+    if isinstance(error, (ClassifierFileError, FingerprintMismatchError)):
+        return "pass the classifier written by `deepfever probe fit -o NAME`"
+    if isinstance(error, WeightsUnavailableError):
+        return "or pass --detector yunet --yunet-model FILE.onnx, or --detector none for face crops"
+    if isinstance(error, HeadUnavailableError):
+        return "pass --model with a model trained with that head"
+    return ""

@@ -44,9 +44,15 @@ def build_extractor(args: argparse.Namespace, device: str | None = None):
     from deepfever.api import Extractor
     from deepfever.models import DEFAULT_MODEL
 
-    options = {"model_path": args.yunet_model} if args.detector == "yunet" and args.yunet_model else None
+    if args.detector == "yunet" and not args.yunet_model:
+        raise ValueError("--detector yunet needs the model file: pass --yunet-model FILE.onnx "
+                         "(OpenCV's face_detection_yunet_*.onnx), or choose --detector mtcnn or none")
+    if args.detector == "yunet" and not Path(args.yunet_model).expanduser().is_file():
+        raise FileNotFoundError(f"--yunet-model {args.yunet_model}: no such file; pass the path of OpenCV's "
+                                "face_detection_yunet_*.onnx (from the opencv_zoo repository)")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    options = {"model_path": args.yunet_model} if args.detector == "yunet" else None
     return Extractor(model=args.model or DEFAULT_MODEL, device=device or args.device, detector=args.detector,
                      detector_options=options, batch_size=args.batch_size)
 

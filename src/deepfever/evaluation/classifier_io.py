@@ -26,6 +26,10 @@ _FILE_KEYS = ("format", "format_version", "classifier", "class_names", "input_di
               "weights_sha256", "deepfever_version")
 
 
+class ClassifierFileError(DeepFeverError, ValueError):
+    """A classifier file is damaged or inconsistent: wrong shapes, non-finite values, bad metadata."""
+
+
 class FingerprintMismatchError(DeepFeverError, ValueError):
     """A classifier was applied to vectors of another extractor than the one it was fitted on."""
 
@@ -132,7 +136,9 @@ def save_classifier(classifier: SavedClassifier, path: str | Path, overwrite: bo
     for index, (weight, bias) in enumerate(zip(classifier.weights, classifier.biases)):
         tensors[f"layer{index}.weight"], tensors[f"layer{index}.bias"] = weight, bias
     with atomic_write(weights_path) as tmp:
-        save_file({name: np.ascontiguousarray(array) for name, array in tensors.items()}, str(tmp), metadata={"format": FORMAT})
+        # The class names travel with the weights too, so an edited (reordered, shortened) JSON list is noticed.
+        save_file({name: np.ascontiguousarray(array) for name, array in tensors.items()}, str(tmp),
+                  metadata={"format": FORMAT, "class_names": json.dumps(list(classifier.class_names))})
     document = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "classifier": classifier.kind,
         "class_names": list(classifier.class_names), "input_dim": classifier.input_dim, "layers": len(classifier.weights),
@@ -146,26 +152,91 @@ def save_classifier(classifier: SavedClassifier, path: str | Path, overwrite: bo
 
 def load_classifier(path: str | Path) -> SavedClassifier:
     """Read a classifier written by ``save_classifier``, checking format, version and file integrity."""
+    from safetensors import safe_open
     from safetensors.numpy import load_file
 
     document_path, _ = classifier_paths(path)
     if not document_path.is_file():
         raise FileNotFoundError(f"load_classifier: {document_path} not found; expected the .json written by `deepfever probe fit -o`")
-    document = json.loads(document_path.read_text())
-    if document.get("format") != FORMAT:
-        raise ValueError(f"load_classifier: {document_path} is not a deepfever classifier (format {document.get('format')!r}, expected {FORMAT!r})")
+    try:
+        document = json.loads(document_path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ClassifierFileError(f"load_classifier: {document_path} is not valid JSON ({error})") from error
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        found = document.get("format") if isinstance(document, dict) else type(document).__name__
+        raise ClassifierFileError(f"load_classifier: {document_path} is not a deepfever classifier (format {found!r}, expected {FORMAT!r})")
     if document.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(f"load_classifier: {document_path} has format version {document['format_version']}, this deepfever reads "
+        raise ClassifierFileError(f"load_classifier: {document_path} has format version {document['format_version']}, this deepfever reads "
                          f"up to {FORMAT_VERSION}; upgrade deepfever")
+    _check_document(document, document_path)
     weights_path = document_path.with_name(document["weights_file"])
     if not weights_path.is_file() or _sha256(weights_path) != document["weights_sha256"]:
-        raise ValueError(f"load_classifier: {weights_path} is missing or does not match the checksum in {document_path}; "
+        raise ClassifierFileError(f"load_classifier: {weights_path} is missing or does not match the checksum in {document_path}; "
                          "copy both files of the classifier together")
     arrays = load_file(str(weights_path))
+    with safe_open(str(weights_path), "np") as handle:
+        saved_names = (handle.metadata() or {}).get("class_names")
+    if saved_names is not None and json.loads(saved_names) != document["class_names"]:
+        raise ClassifierFileError(f"load_classifier: class_names in {document_path} ({document['class_names']}) differ from those "
+                                  f"saved with the weights ({json.loads(saved_names)}); restore the JSON or fit again")
     layers = range(document["layers"])
+    missing = [name for name in ["scaler.mean", "scaler.scale", *(f"layer{i}.{part}" for i in layers for part in ("weight", "bias"))]
+               if name not in arrays]
+    if missing:
+        raise ClassifierFileError(f"load_classifier: {weights_path} lacks {', '.join(missing)} for the {document['layers']} layers "
+                                  f"{document_path} declares; copy both files of the classifier together")
     info = {key: value for key, value in document.items() if key not in _FILE_KEYS}
-    return SavedClassifier(document["classifier"], list(document["class_names"]), arrays["scaler.mean"], arrays["scaler.scale"],
-                           [arrays[f"layer{i}.weight"] for i in layers], [arrays[f"layer{i}.bias"] for i in layers], info)
+    classifier = SavedClassifier(document["classifier"], list(document["class_names"]), arrays["scaler.mean"], arrays["scaler.scale"],
+                                 [arrays[f"layer{i}.weight"] for i in layers], [arrays[f"layer{i}.bias"] for i in layers], info)
+    _check_arrays(classifier, document["input_dim"], document_path)
+    return classifier
+
+
+def _check_document(document: dict[str, Any], source: Path) -> None:
+    """Types and counts of the JSON fields the arrays are read with."""
+    def refuse(problem: str) -> ClassifierFileError:
+        return ClassifierFileError(f"load_classifier: {source}: {problem}; fit it again with `deepfever probe fit`")
+
+    names = document.get("class_names")
+    if not isinstance(names, list) or len(names) < 2 or not all(isinstance(name, str) and name for name in names):
+        raise refuse(f"class_names must be a list of at least 2 names, got {names!r}")
+    if len(set(names)) != len(names):
+        raise refuse(f"class_names repeats a name: {names}")
+    if document.get("classifier") not in ("logistic", "mlp"):
+        raise refuse(f"classifier must be 'logistic' or 'mlp', got {document.get('classifier')!r}")
+    layers = document.get("layers")
+    if not isinstance(layers, int) or isinstance(layers, bool) or layers < 1 or (document["classifier"] == "logistic" and layers != 1):
+        raise refuse(f"layers must be a positive integer (1 for logistic), got {layers!r}")
+    if not isinstance(document.get("input_dim"), int) or document["input_dim"] < 1:
+        raise refuse(f"input_dim must be a positive integer, got {document.get('input_dim')!r}")
+    if not isinstance(document.get("weights_file"), str) or not isinstance(document.get("weights_sha256"), str):
+        raise refuse("weights_file and weights_sha256 must be strings")
+
+
+def _check_arrays(classifier: SavedClassifier, input_dim: int, source: Path) -> None:
+    """Shapes chain from input_dim to the classes, every value is finite and the scaler never divides by 0."""
+    problems = []
+    if classifier.mean.shape != (input_dim,) or classifier.scale.shape != (input_dim,):
+        problems.append(f"scaler shapes {classifier.mean.shape}, {classifier.scale.shape} (expected ({input_dim},))")
+    width = input_dim
+    for index, (weight, bias) in enumerate(zip(classifier.weights, classifier.biases)):
+        if weight.ndim != 2 or weight.shape[0] != width or bias.shape != (weight.shape[1],):
+            problems.append(f"layer {index} weight {weight.shape} / bias {bias.shape} (expected ({width}, K) / (K,))")
+            break
+        width = weight.shape[1]
+    classes = len(classifier.class_names)
+    if not problems and not (width == classes or (classes == 2 and width == 1)):
+        problems.append(f"{width} outputs for {classes} class_names")
+    arrays = {"scaler.mean": classifier.mean, "scaler.scale": classifier.scale,
+              **{f"layer{i}.weight": w for i, w in enumerate(classifier.weights)}, **{f"layer{i}.bias": b for i, b in enumerate(classifier.biases)}}
+    nonfinite = [name for name, array in arrays.items() if not np.isfinite(array).all()]
+    if nonfinite:
+        problems.append(f"non-finite values in {', '.join(nonfinite)}")
+    if classifier.scale.size and np.isfinite(classifier.scale).all() and not (classifier.scale > 0).all():
+        problems.append("scaler.scale has zeros or negative values")
+    if problems:
+        raise ClassifierFileError(f"load_classifier: {source}: {'; '.join(problems)}; the file is damaged or was edited — "
+                                  "fit it again with `deepfever probe fit`")
 
 
 def _sha256(path: Path) -> str:

@@ -195,6 +195,7 @@ class ExtractionRun:
                 except OSError as caught:
                     error = caught
             self.extractor.load()
+            self.extractor.detector_for()  # missing detector weights stop the run here, not at the first image
             names = [str(path) for path in files]
             manifest = store.make_manifest(self._identity(), names, self.chunk_size or DEFAULT_CHUNK_SIZE, self.output.name)
             if lock and not error:

@@ -134,6 +134,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
     elif suffix == ".npz":
         with np.load(source, allow_pickle=False) as archive:
             frame = pd.DataFrame({key: list(archive[key]) if archive[key].ndim > 1 else archive[key] for key in archive.files})
+        for column in STRING_COLUMNS:  # NPZ text has no null: "" stands for an empty cell
+            if column in frame:
+                frame[column] = frame[column].where(frame[column] != "")
     else:
         raise ValueError(f"read_table: unknown format {suffix!r}; use one of {', '.join(TABLE_FORMATS)}")
     if suffix != ".parquet" and metadata_path_for(source).is_file():
@@ -191,7 +194,7 @@ def _npz_arrays(columns: list[str], batches: list[pd.DataFrame]) -> dict[str, np
         elif column in _NULLABLE:
             arrays[column] = pd.to_numeric(values).astype("float64").to_numpy()  # NaN where empty; read back as Int64
         elif column in STRING_COLUMNS or not pd.api.types.is_numeric_dtype(values):
-            arrays[column] = values.astype(str).to_numpy(dtype=np.str_)
+            arrays[column] = values.astype(object).where(values.notna(), "").astype(str).to_numpy(dtype=np.str_)
         else:
             arrays[column] = values.to_numpy()
     return arrays

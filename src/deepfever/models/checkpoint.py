@@ -9,14 +9,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
 from deepfever._version import __version__
+from deepfever.data.labels import EMOTIONS
+from deepfever.errors import DeepFeverError
 from deepfever.io.atomic import atomic_write
-from deepfever.models.config import ModelConfig
+from deepfever.models.config import HEADS, ModelConfig
 from deepfever.models.expression import ExpressionModel
 from deepfever.models.registry import DEFAULT_MODEL, WEIGHTS_DIR, architecture_entrypoint, list_architectures, list_pretrained
+
+
+class ModelFileError(DeepFeverError, ValueError):
+    """A model file (weights or sidecar) is not what it claims: wrong shapes, non-finite values, bad metadata."""
 
 
 def sidecar_path(weights: str | Path) -> Path:
@@ -40,7 +47,61 @@ def read_model_info(path: str | Path) -> dict[str, Any]:
     sidecar = sidecar_path(path)
     if not sidecar.is_file():
         raise FileNotFoundError(f"read_model_info: {sidecar} is missing; every .safetensors model needs its .json sidecar")
-    return json.loads(sidecar.read_text())
+    try:
+        document = json.loads(sidecar.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ModelFileError(f"read_model_info: {sidecar} is not valid JSON ({error}); copy the sidecar written with the weights") from error
+    if not isinstance(document, dict) or not isinstance(document.get("model"), dict):
+        raise ModelFileError(f"read_model_info: {sidecar} has no 'model' object; expected the sidecar written by save_model")
+    return document
+
+
+def check_model_config(data: dict[str, Any], source: str | Path) -> ModelConfig:
+    """The config of a sidecar, or ``ModelFileError`` naming the first field that is not what a model needs.
+
+    Class names must be distinct strings, and the 8 AffectNet emotions only in AffectNet order (a
+    permuted list would silently swap labels); heads must be known; the template needs 5 (x, y) points.
+    """
+    def refuse(problem: str) -> ModelFileError:
+        return ModelFileError(f"load_model: {source}: {problem}; use a model file written by `deepfever train` or save_model")
+
+    names = data.get("class_names", list(EMOTIONS))
+    if not isinstance(names, list) or not names or not all(isinstance(name, str) and name for name in names):
+        raise refuse(f"class_names must be a non-empty list of names, got {names!r}")
+    if len(set(names)) != len(names):
+        raise refuse(f"class_names repeats a name: {names}")
+    if set(names) == set(EMOTIONS) and list(names) != list(EMOTIONS):
+        raise refuse(f"class_names are the AffectNet emotions in another order ({names}); deepfever models use {list(EMOTIONS)}")
+    heads = data.get("trained_heads", [])
+    if not isinstance(heads, list) or not set(heads) <= set(HEADS):
+        raise refuse(f"trained_heads must be a list drawn from {list(HEADS)}, got {heads!r}")
+    for key in ("input_size", "embedding_dim", "in_chans"):
+        if key in data and (not isinstance(data[key], int) or isinstance(data[key], bool) or data[key] < 1):
+            raise refuse(f"{key} must be a positive integer, got {data[key]!r}")
+    template = data.get("template")
+    if template is not None:
+        points = np.asarray(template.get("landmarks") if isinstance(template, dict) else None, dtype=object)
+        if points.shape != (5, 2) or not all(isinstance(v, (int, float)) and np.isfinite(v) for v in points.ravel()):
+            raise refuse(f"template landmarks must be 5 finite (x, y) points, got {template!r}")
+    try:
+        return ModelConfig.from_dict(data)
+    except (TypeError, ValueError) as error:
+        raise refuse(str(error)) from error
+
+
+def _check_state(model: ExpressionModel, state: dict[str, torch.Tensor], source: Path) -> None:
+    """Every tensor present, of the architecture's shape, and finite (NaN weights give NaN probabilities)."""
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    wrong = [f"{name} {tuple(state[name].shape)} (expected {tuple(tensor.shape)})" for name, tensor in expected.items()
+             if name in state and state[name].shape != tensor.shape]
+    nonfinite = [name for name, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    problems = [f"{label}: {', '.join(items[:3])}{' …' if len(items) > 3 else ''}" for label, items in
+                (("missing tensors", missing), ("unexpected tensors", unexpected), ("wrong shapes", wrong),
+                 ("non-finite values in", nonfinite)) if items]
+    if problems:
+        raise ModelFileError(f"load_model: {source} does not match its sidecar's {model.config.arch} "
+                             f"({'; '.join(problems)}); the weights are damaged or belong to another model")
 
 
 def build_model(config: ModelConfig) -> ExpressionModel:
@@ -68,8 +129,13 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.dev
     """Load weights and config; the model comes back in eval mode on ``device``."""
     weights = resolve_weights(name_or_path)
     info = read_model_info(weights)
-    model = build_model(ModelConfig.from_dict(info["model"]))
-    model.load_state_dict(load_file(str(weights)))
+    model = build_model(check_model_config(info["model"], sidecar_path(weights)))
+    try:
+        state = load_file(str(weights))
+    except Exception as error:  # safetensors raises its own SafetensorError (or OSError) for damaged files
+        raise ModelFileError(f"load_model: {weights} is not a readable .safetensors file ({error})") from error
+    _check_state(model, state, weights)
+    model.load_state_dict(state)
     model.info = info  # provenance travels with the loaded model
     return model.eval().to(device)
 
