@@ -230,18 +230,13 @@ class ExpressionService:
         return _Prepared(image.shape[1], image.shape[0], faces, crops)
 
     def _row(self, name: str, index: int, face, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
-        """The row ``deepfever extract`` writes for this face, as JSON-ready values."""
-        class_names = self.extractor_.class_names_
-        x1, y1, x2, y2 = (float(value) for value in face.box)
-        probabilities = outputs["probabilities"]
-        row: dict[str, Any] = {
-            "path": name, "face": index, "box_x1": x1, "box_y1": y1, "box_x2": x2, "box_y2": y2,
-            "landmarks": np.asarray(face.landmarks, np.float32).ravel().tolist(), "score": float(face.score),
-            "embedding": outputs["embedding"].tolist(), "emotion": class_names[int(np.argmax(probabilities))],
-        }
-        row.update({f"p_{class_name}": float(p) for class_name, p in zip(class_names, probabilities)})
-        if "valence_arousal" in outputs:
-            row["valence"], row["arousal"] = (float(value) for value in outputs["valence_arousal"])
+        """The row ``deepfever extract`` writes for this face (its own row builder), as JSON-ready values."""
+        from deepfever.extraction.rows import face_row, prediction_fields
+
+        row = face_row(name, index, face)
+        row["landmarks"] = row["landmarks"].tolist()
+        row["embedding"] = outputs["embedding"].tolist()
+        row.update(prediction_fields(self.extractor_.class_names_, outputs["probabilities"], outputs.get("valence_arousal")))
         row.update(self.extractor_.fingerprint_)
         return row
 
