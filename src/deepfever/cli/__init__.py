@@ -15,7 +15,7 @@ from typing import Sequence
 from deepfever._version import __version__
 from deepfever.errors import DeepFeverError, HeadUnavailableError, WeightsUnavailableError
 
-COMMAND_MODULES = ("demo", "extract", "train", "evaluate", "probe", "data", "compare", "index", "plot", "benchmark", "merge", "serve")
+COMMAND_MODULES = ("demo", "extract", "train", "evaluate", "probe", "data", "compare", "index", "plot", "benchmark", "merge", "serve", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

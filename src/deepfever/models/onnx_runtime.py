@@ -1,0 +1,87 @@
+"""Run an exported expression model with ONNX Runtime: the ``onnxruntime`` backend of ``Extractor``.
+
+``OnnxModel`` reads the config and fingerprint from the file's metadata (see ``onnx_export``) and
+predicts exactly what ``deepfever.evaluation.predict.predict_arrays`` returns for a torch model, so
+the extractor treats both backends alike. An int8 export (``deepfever export onnx --int8``) is the
+fast CPU path; on CUDA, ONNX Runtime's CUDA provider is used when its GPU build is installed.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepfever.models.config import ModelConfig
+from deepfever.models.onnx_export import OUTPUTS, require_onnx
+from deepfever.models.preprocess import crops_to_tensor
+
+FINGERPRINT_KEYS = ("model_id", "template_id", "crop_size")
+
+
+class OnnxModel:
+    """An exported model in an ONNX Runtime session.
+
+    Args:
+        path: ``.onnx`` file written by ``export_onnx``.
+        device: ``cpu`` or ``cuda[:k]``; CUDA needs the ``onnxruntime-gpu`` build.
+        threads: intra-op threads (``None``: torch's thread count, so both backends use the same cores).
+
+    Example:
+        >>> model = OnnxModel("model.int8.onnx")  # doctest: +SKIP
+        >>> model.predict_arrays(crops)["embedding"].shape  # doctest: +SKIP
+        (N, 128)
+    """
+
+    def __init__(self, path: str | os.PathLike, device: str | torch.device = "cpu", threads: int | None = None) -> None:
+        _, ort = require_onnx("OnnxModel")
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"OnnxModel: {self.path} is not a file; write one with: deepfever export onnx MODEL -o FILE.onnx")
+        self.device = torch.device(device)
+        providers = ["CPUExecutionProvider"]
+        if self.device.type == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise ValueError("OnnxModel: device cuda needs onnxruntime's CUDA provider; pip install onnxruntime-gpu, "
+                                 "or use backend 'torch' on the GPU")
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": self.device.index or 0}))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        missing = [key for key in ("deepfever_config", *FINGERPRINT_KEYS) if key not in metadata]
+        if missing:
+            raise ValueError(f"OnnxModel: {self.path} lacks the metadata {missing}; it was not written by deepfever export onnx")
+        self.config = ModelConfig.from_dict(json.loads(metadata["deepfever_config"]))
+        self.precision = metadata.get("precision", "fp32")
+        self.fingerprint = {"model_id": metadata["model_id"], "template_id": metadata["template_id"],
+                            "crop_size": int(metadata["crop_size"])}
+
+    def predict_arrays(self, crops: np.ndarray, batch_size: int = 256, flip_tta: bool = False) -> dict[str, np.ndarray]:
+        """``probabilities``, ``embedding`` and ``valence_arousal`` of aligned crops, as ``predict_arrays`` gives."""
+        outputs: dict[str, list[np.ndarray]] = {"probabilities": [], "embedding": [], "valence_arousal": []}
+        for start in range(0, len(crops), batch_size):
+            batch = crops_to_tensor(crops[start:start + batch_size], self.config).numpy()
+            embedding, logits, valence_arousal = self._run(batch)
+            probabilities = _softmax(logits)
+            if flip_tta:
+                mirrored = self._run(np.ascontiguousarray(batch[..., ::-1]))
+                probabilities = (probabilities + _softmax(mirrored[1])) / 2
+                embedding = embedding + mirrored[0]
+                embedding /= np.maximum(np.linalg.norm(embedding, axis=1, keepdims=True), 1e-12)
+                valence_arousal = (valence_arousal + mirrored[2]) / 2
+            outputs["probabilities"].append(probabilities)
+            outputs["embedding"].append(embedding)
+            outputs["valence_arousal"].append(valence_arousal)
+        return {key: np.concatenate(values) if values else np.zeros((0, 0), np.float32) for key, values in outputs.items()}
+
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(list(OUTPUTS), {"input": batch})
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)

@@ -1,0 +1,100 @@
+"""ONNX export and the onnxruntime backend: parity with torch, int8 closeness, metadata, CLI."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'deepfever[onnx]')")
+
+from deepfever import Extractor  # noqa: E402
+from deepfever.cli import main  # noqa: E402
+from deepfever.models.onnx_export import calibration_crops, export_onnx  # noqa: E402
+from deepfever.models.onnx_runtime import OnnxModel  # noqa: E402
+
+FERPLUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ferplus"
+
+
+def _ferplus_crops(split: str, start: int, count: int) -> np.ndarray:
+    folder = FERPLUS / f"FER2013{split}"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not available")
+    paths = sorted(folder.glob("*.png"))[start:start + count]
+    return np.stack([np.asarray(Image.open(path).convert("L")) for path in paths])
+
+
+@pytest.fixture(scope="module")
+def extractor() -> Extractor:
+    return Extractor(device="cpu").load()
+
+
+@pytest.fixture(scope="module")
+def fp32_file(extractor: Extractor, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_onnx(extractor, tmp_path_factory.mktemp("onnx") / "model.onnx")
+
+
+def test_fp32_matches_torch_on_real_crops(extractor: Extractor, fp32_file: Path) -> None:
+    crops = _ferplus_crops("Valid", 0, 96)
+    onnx_model = OnnxModel(fp32_file)
+    for flip in (False, True):
+        extractor.flip_tta = flip
+        expected = extractor.predict(crops)
+        got = onnx_model.predict_arrays(crops, batch_size=40, flip_tta=flip)
+        for key in ("embedding", "probabilities"):
+            assert np.abs(got[key] - expected[key]).max() <= 1e-4, (key, flip)
+    extractor.flip_tta = False
+
+
+def test_dynamic_batch_and_rgb_crops(extractor: Extractor, fp32_file: Path) -> None:
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (7, 48, 48, 3), dtype=np.uint8)
+    onnx_model = OnnxModel(fp32_file)
+    one = onnx_model.predict_arrays(crops[:1])["embedding"]
+    seven = onnx_model.predict_arrays(crops)["embedding"]
+    assert seven.shape == (7, 128)
+    np.testing.assert_allclose(one[0], seven[0], atol=1e-5)
+    np.testing.assert_allclose(seven, extractor.embed(crops), atol=1e-4)
+
+
+def test_metadata_carries_config_and_fingerprint(extractor: Extractor, fp32_file: Path) -> None:
+    onnx_model = OnnxModel(fp32_file)
+    assert onnx_model.fingerprint == extractor.fingerprint_
+    assert onnx_model.config == extractor.model_.config
+    assert onnx_model.precision == "fp32"
+
+
+def test_int8_export_stays_close_to_torch(extractor: Extractor, tmp_path: Path) -> None:
+    calibration = _ferplus_crops("Train", 0, 128)
+    path = export_onnx(extractor, tmp_path / "model.int8.onnx", calibration=calibration)
+    onnx_model = OnnxModel(path)
+    assert onnx_model.precision == "int8"
+    assert onnx_model.fingerprint["model_id"] == extractor.fingerprint_["model_id"] + "+int8"
+    crops = _ferplus_crops("Valid", 0, 128)
+    got, expected = onnx_model.predict_arrays(crops), extractor.predict(crops)
+    assert (got["embedding"] * expected["embedding"]).sum(axis=1).mean() >= 0.995
+    assert (got["probabilities"].argmax(1) == expected["probabilities"].argmax(1)).mean() >= 0.95
+
+
+def test_bad_inputs_get_one_line_errors(extractor: Extractor, tmp_path: Path) -> None:
+    from deepfever.faces.yunet import BUNDLED_MODEL
+
+    with pytest.raises(ValueError, match="lacks the metadata"):
+        OnnxModel(BUNDLED_MODEL)
+    with pytest.raises(FileNotFoundError, match="deepfever export onnx"):
+        OnnxModel(tmp_path / "missing.onnx")
+    with pytest.raises(ValueError, match="calibration must be non-empty uint8"):
+        export_onnx(extractor, tmp_path / "x.onnx", calibration=np.zeros((4, 48, 48), np.float32))
+    with pytest.raises(ValueError, match="no face found"):
+        calibration_crops([tmp_path], extractor.template_, "none")
+
+
+def test_cli_export_and_its_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    output = tmp_path / "model.onnx"
+    assert main(["export", "onnx", "fevernet_s.ferplus", "-o", str(output)]) == 0
+    assert OnnxModel(output).precision == "fp32"
+    assert main(["export", "onnx", "fevernet_s.ferplus", "-o", str(output)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["export", "onnx", "fevernet_s.ferplus", "-o", str(tmp_path / "q.onnx"), "--int8"]) == 2
+    assert "--calibration" in capsys.readouterr().err
