@@ -159,7 +159,7 @@ def test_manifest_keeps_its_own_classes_and_subjects(pattern_dataset):
 def test_cli_evaluate_fit_predict(pattern_dataset, model_files, tmp_path, capsys):
     model, other_model = (str(path) for path in model_files)
     out = tmp_path / "report"
-    common = ["--model", model, "--device", "cpu", "--folds", "3"]
+    common = ["--model", model, "--device", "cpu", "--folds", "3", "--detector", "none"]
     assert main(["probe", "evaluate", str(pattern_dataset / "images"), *common, "--learning-curve", "1,5,all",
                  "--repeats", "2", "-o", str(out)]) == 0
     report = json.loads((out / "probe.json").read_text())
@@ -189,3 +189,51 @@ def test_cli_evaluate_fit_predict(pattern_dataset, model_files, tmp_path, capsys
     assert main(["probe", "predict", str(clf), str(pattern_dataset / "images"), "-o", str(tmp_path / "x.csv"),
                  "--model", other_model, "--device", "cpu"]) == 2
     assert "fitted on vectors of another extractor" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()
+
+
+class TwoFaces:
+    """A stand-in detector: every image holds a small face (left) and a large one (right)."""
+
+    def detect(self, image):
+        from deepfever.faces.types import Face
+
+        def face(x1, y1, x2, y2):
+            w, h = x2 - x1, y2 - y1
+            points = [[x1 + 0.3 * w, y1 + 0.4 * h], [x1 + 0.7 * w, y1 + 0.4 * h], [x1 + 0.5 * w, y1 + 0.55 * h],
+                      [x1 + 0.35 * w, y1 + 0.75 * h], [x1 + 0.65 * w, y1 + 0.75 * h]]
+            return Face(box=np.array([x1, y1, x2, y2], np.float32), landmarks=np.array(points, np.float32), score=0.99)
+
+        return [face(2, 2, 30, 30), face(40, 10, 94, 80)]
+
+
+def test_fit_and_predict_detect_faces_by_default_and_record_the_detector(pattern_dataset, model_files, tmp_path, monkeypatch):
+    """Issue 9.11: a group photo used to give one row (the whole image) and a wrong label."""
+    monkeypatch.setattr("deepfever.faces.detect.create_detector", lambda name, **options: TwoFaces())
+    photos = tmp_path / "photos"
+    for name in ("stripes", "columns"):
+        (photos / name).mkdir(parents=True)
+        for index, source in enumerate(sorted((pattern_dataset / "images" / name).glob("p*.png"))[:6]):
+            Image.open(source).resize((96, 96)).save(photos / name / f"{index}.png")
+    model = str(model_files[0])
+    clf = tmp_path / "clf"
+    assert main(["probe", "fit", str(photos), "--model", model, "--device", "cpu", "--folds", "2", "--learning-curve", "none",
+                 "-o", str(clf)]) == 0
+    assert json.loads((tmp_path / "clf.json").read_text())["extractor"]["detector"] == "mtcnn"
+    predictions = tmp_path / "predictions.csv"
+    assert main(["probe", "predict", str(clf), str(photos / "stripes"), "-o", str(predictions), "--device", "cpu"]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(predictions)
+    assert len(table) == 12 and all(sorted(faces) == [0, 1] for faces in table.groupby("path")["face"].apply(list))
+
+
+def test_whole_photos_taken_as_crops_are_warned_about(model_files, tmp_path, caplog):
+    model = str(model_files[0])
+    big = tmp_path / "big"
+    (big / "a").mkdir(parents=True)
+    (big / "b").mkdir(parents=True)
+    for index in range(4):
+        Image.new("RGB", (300, 300), (index * 40, 0, 0)).save(big / "ab"[index % 2] / f"{index}.png")
+    assert main(["probe", "evaluate", str(big), "--model", model, "--device", "cpu", "--folds", "2", "--learning-curve", "none",
+                 "--detector", "none"]) == 0
+    assert "4 of 4 images are larger than 192 px" in caplog.text and "drop --detector none" in caplog.text

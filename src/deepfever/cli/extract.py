@@ -31,9 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+DEFAULT_DETECTOR = "mtcnn"
+"""The detector a command uses when not told: every command that reads photos detects faces in them."""
+
+
 def add_extractor_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="packaged model name or .safetensors path (default: bundled model)")
-    parser.add_argument("--detector", default="mtcnn", choices=("mtcnn", "yunet", "none"), help="face detector")
+    parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=("mtcnn", "yunet", "none"),
+                        help=f"face detector (default {DEFAULT_DETECTOR}); none treats each image as one face crop")
     parser.add_argument("--yunet-model", help="path to the YuNet .onnx file (with --detector yunet)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--batch-size", type=int, default=64, help="faces per model batch")

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from deepfever.cli.extract import add_extractor_arguments, build_extractor
+from deepfever.cli.extract import DEFAULT_DETECTOR, add_extractor_arguments, build_extractor
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("-o", "--output", required=True, help="OUT.csv, OUT.parquet, OUT.jsonl or OUT.npz")
     add_extractor_arguments(predict)
     predict.set_defaults(model=None, detector=None, handler=run_predict)  # None: as recorded in the classifier
+    predict.epilog = "Faces are detected with the detector the classifier was fitted with (recorded in it) unless --detector says otherwise."
     predict.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 
@@ -46,7 +47,8 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", help="the same as DATA (for --format datasets)")
     parser.add_argument("--format", default="auto", help="auto (CSV file or class folders), folder, csv, or a dataset format such as ckplus48")
     add_extractor_arguments(parser)
-    parser.set_defaults(detector="none")  # probe datasets usually ship cropped faces: resize them to the model's crop
+    # None: resolved in _embed_and_evaluate, from what the data is (dataset formats ship face crops).
+    parser.set_defaults(detector=None)
     parser.add_argument("--classifier", default="logistic", help="logistic (default) or mlp (one hidden layer)")
     parser.add_argument("--folds", type=int, default=10, help="cross-validation folds (by subject when subjects are known)")
     parser.add_argument("--learning-curve", type=_parse_shots, default="1,5,10,20,all", metavar="SHOTS",
@@ -109,6 +111,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from deepfever.cli.extract import write_outputs
+    from deepfever.evaluation._probe_data import warn_unless_crops
     from deepfever.extraction.run import failures_path_for
     from deepfever.evaluation.classifier_io import load_classifier
     from deepfever.io.atomic import refuse_overwrite
@@ -120,12 +123,13 @@ def run_predict(args: argparse.Namespace) -> int:
     refuse_overwrite(failures_path_for(output), args.overwrite)
     recorded = classifier.info.get("extractor", {})
     args.model = args.model or recorded.get("model")
-    args.detector = args.detector or recorded.get("detector", "mtcnn")
+    args.detector = args.detector or recorded.get("detector", DEFAULT_DETECTOR)
     files = expand_inputs(args.inputs)
     extractor = build_extractor(args).load()
     classifier.check_fingerprint(extractor.fingerprint_)  # before any image is read
     with tqdm(total=len(files), unit="file", file=sys.stderr, disable=None) as bar:
         frame = extractor.extract(files, progress=bar.update)
+    warn_unless_crops(frame, args.detector, extractor.fingerprint_["crop_size"])
     report = extractor.report_
     write_outputs(_prediction_table(frame, classifier), report, output)
     print(f"deepfever probe predict: {report.summary()}", file=sys.stderr)
@@ -162,7 +166,7 @@ def _embed_and_evaluate(args: argparse.Namespace):
     from tqdm import tqdm
 
     from deepfever._version import __version__, source_revision
-    from deepfever.evaluation._probe_data import embed_labelled, load_labelled
+    from deepfever.evaluation._probe_data import OWN_FORMATS, embed_labelled, load_labelled
     from deepfever.evaluation.probe import CLASSIFIERS, evaluate_probe
     from deepfever.models import DEFAULT_MODEL
 
@@ -171,6 +175,9 @@ def _embed_and_evaluate(args: argparse.Namespace):
     if (args.data is None) == (args.root is None):
         raise ValueError("give the labelled data once: as DATA or as --root DIR, e.g. `deepfever probe evaluate --format ckplus48 --root CK+48/`")
     data = load_labelled(args.data or args.root, args.format)
+    if args.detector is None:  # dataset formats ship aligned face crops; your own folders and CSVs hold photos
+        args.detector = "none" if args.format not in OWN_FORMATS else DEFAULT_DETECTOR
+        logger.info("detector: %s (pass --detector to choose)", args.detector)
     extractor = build_extractor(args).load()
     with tqdm(total=len(data.sources), unit="img", file=sys.stderr, disable=None) as bar:
         vectors = embed_labelled(extractor, data, args.detector, progress=bar.update)

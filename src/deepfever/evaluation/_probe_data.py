@@ -20,6 +20,8 @@ from deepfever.io.images import IMAGE_SUFFIXES
 logger = logging.getLogger(__name__)
 
 OWN_FORMATS = ("auto", "folder", "csv")
+CROP_SIDE_FACTOR = 4
+"""With ``--detector none`` an image this many times larger than the model's crop is likely a photo, not a face crop."""
 
 
 @dataclass
@@ -159,6 +161,7 @@ def embed_labelled(
             failures.append({"path": str(source), "reason": "no such file"})
     table = extractor.extract(present, detector=detector, progress=progress) if present else pd.DataFrame()
     failures += extractor.report_.failures if present else []
+    warn_unless_crops(table, detector or extractor.detector, extractor.fingerprint_["crop_size"])
     vectors = _largest_face_vectors(table)
     usable = [i for i, key in enumerate(keys) if key in vectors]
     if not usable:
@@ -171,6 +174,22 @@ def embed_labelled(
         paths=[keys[i] for i in usable],
         failures=failures,
     )
+
+
+def warn_unless_crops(table: pd.DataFrame, detector: str, crop_size: int) -> int:
+    """Warn when ``--detector none`` was given whole photos: each becomes one "face" and gets a wrong label.
+
+    Returns how many images look like photos rather than face crops.
+    """
+    if detector != "none" or table.empty:
+        return 0
+    side = np.maximum(table["box_x2"] - table["box_x1"], table["box_y2"] - table["box_y1"])
+    large = int((side > CROP_SIDE_FACTOR * crop_size).sum())
+    if large:
+        logger.warning("%d of %d images are larger than %d px: with --detector none each whole image is taken as one face; "
+                       "if they are photos, not face crops, drop --detector none so faces are detected",
+                       large, len(table), CROP_SIDE_FACTOR * crop_size)
+    return large
 
 
 def _largest_face_vectors(table: pd.DataFrame) -> dict[str, np.ndarray]:
