@@ -111,6 +111,39 @@ def test_ivf_index_reaches_its_recall_target():
     assert recall_at_k(found, truth) >= 0.9
 
 
+def test_ivfpq_index_reranks_to_its_recall_target_and_round_trips_from_disk(tmp_path):
+    vectors = _clustered(12000, clusters=30)
+    index = build_index(_table(vectors), kind="ivfpq", target_recall=0.95)
+    info = index.info
+    assert info["kind"] == "ivfpq" and info["pq_bytes_per_vector"] == 8 and info["tuned_recall_at_10"] >= 0.95
+    # Codes (8 bytes) + ids (8) per face, against 4 x 32 bytes of float vectors.
+    assert info["memory_bytes"] < 12000 * 32 * 4 * 0.25
+    queries = _unit(vectors[:100] + 0.05 * np.random.default_rng(3).normal(size=(100, 32)))
+    truth = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    found = np.stack([index.search(q, k=10)["row"].to_numpy() for q in queries])
+    assert recall_at_k(found, truth) >= 0.9
+    # Re-ranked similarities are the exact cosines, not PQ estimates.
+    first = index.search(queries[0], k=3)
+    np.testing.assert_allclose(first["similarity"], vectors[first["row"]] @ queries[0], atol=1e-5)
+    loaded = load_index(save_index(index, tmp_path / "pq"))
+    assert isinstance(loaded.index.vectors, np.memmap)
+    assert loaded.search(queries[0], k=10)["row"].tolist() == index.search(queries[0], k=10)["row"].tolist()
+    np.testing.assert_allclose(loaded.vector(5), vectors[5], atol=1e-6)
+
+
+def test_auto_kind_follows_size_and_memory_budget():
+    from deepfever.applications.search import choose_kind
+
+    assert choose_kind(1000, 128) == "exact"
+    assert choose_kind(500_000, 128) == "ivf"
+    assert choose_kind(10_000_000, 128) == "ivfpq"
+    assert choose_kind(500_000, 128, memory_budget=100 * 2**20) == "ivfpq"  # 244 MiB of vectors > 100 MiB
+    vectors = _clustered(3000)
+    assert build_index(_table(vectors), memory_budget=100_000).info["kind"] == "ivfpq"
+    with pytest.raises(ValueError, match="memory_budget must be a positive"):
+        build_index(_table(vectors), memory_budget=0)
+
+
 def test_index_folder_round_trip_and_fingerprint_refusal(tmp_path):
     vectors = _clustered(300)
     index = build_index(_table(vectors), model="some/model.safetensors")
@@ -196,6 +229,17 @@ def test_attach_identities_matches_paths_and_names(tmp_path):
     (tmp_path / "bad.csv").write_text("file,who\na.png,p1\n")
     with pytest.raises(ValueError, match="missing identity, path"):
         attach_identities(table, tmp_path / "bad.csv")
+
+
+def test_group_photo_faces_get_their_own_identities(tmp_path, caplog):
+    """Issue 9.12: matching by path alone gave every face of a group photo the same person."""
+    table = _table(_clustered(3), path=["group.png", "group.png", "solo.png"]).assign(face=[0, 1, 0])
+    (tmp_path / "faces.csv").write_text("path,face,identity\ngroup.png,1,ann\ngroup.png,0,bob\nsolo.png,0,ann\n")
+    joined = attach_identities(table, tmp_path / "faces.csv")
+    assert joined[["path", "face", "identity"]].values.tolist() == [["group.png", 0, "bob"], ["group.png", 1, "ann"], ["solo.png", 0, "ann"]]
+    (tmp_path / "paths.csv").write_text("path,identity\ngroup.png,bob\nsolo.png,ann\n")
+    joined = attach_identities(table, tmp_path / "paths.csv")
+    assert joined["path"].tolist() == ["solo.png"] and "add a face column" in caplog.text
 
 
 @pytest.fixture

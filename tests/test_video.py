@@ -3,6 +3,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 
 from deepfever import Extractor
@@ -185,3 +186,19 @@ def test_bundled_model_sees_crying_turn_into_laughing(tmp_path):
     assert last["p_happy"].mean() > first["p_happy"].mean() + 0.2
     assert first["p_sad"].mean() > last["p_sad"].mean() + 0.1
     assert plot_timeline(table, tmp_path / "timeline.png").stat().st_size > 10_000
+
+
+def test_timeline_groups_tracks_by_video(tmp_path):
+    """Issue 9.12: track 0 of two videos used to be drawn as one garbled track."""
+    from deepfever.video.timeline import timeline_panels
+
+    rows = [{"path": video, "frame": t, "time_s": t / 2, "track": 0, "p_happy": happy, "p_sad": 1 - happy}
+            for video, happy in (("in/a.mp4", 0.9), ("in/b.mp4", 0.1)) for t in range(4 + (video == "in/b.mp4"))]
+    table = pd.DataFrame(rows + [{"path": "photo.jpg", "p_happy": 0.5, "p_sad": 0.5}]).astype({"frame": "Int64", "track": "Int64"})
+    panels = timeline_panels(table)
+    assert [(path, track, len(part)) for path, track, part in panels] == [("in/b.mp4", 0, 5), ("in/a.mp4", 0, 4)]
+    assert all(part["p_happy"].nunique() == 1 for _, _, part in panels)  # never two videos in one line
+    assert [path for path, _, _ in timeline_panels(table, video="a.mp4")] == ["in/a.mp4"]
+    with pytest.raises(ValueError, match="no rows for video 'c.mp4'"):
+        timeline_panels(table, video="c.mp4")
+    assert plot_timeline(table, tmp_path / "t.png").stat().st_size > 0

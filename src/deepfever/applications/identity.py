@@ -102,31 +102,47 @@ def identity_leakage(vectors: np.ndarray, identities: np.ndarray, expressions: n
 
 
 def attach_identities(table: pd.DataFrame, identity_csv: str | os.PathLike) -> pd.DataFrame:
-    """Rows of ``table`` with an ``identity`` column from a CSV of ``path,identity`` (other CSV columns come too).
+    """Rows of ``table`` with an ``identity`` column from a CSV of ``path,identity`` or ``path,face,identity``
+    (other CSV columns come too).
 
     Paths match as written, else as resolved files, else by file name when the CSV's names are unique.
+    With a ``face`` column each face of a group photo gets its own identity; without one, an image
+    with several faces cannot say who is who, so its faces are left out (with a warning).
     """
     identities = pd.read_csv(identity_csv, dtype={"identity": str})
     missing = {"path", "identity"} - set(identities.columns)
     if missing:
-        raise ValueError(f"attach_identities: {identity_csv} needs columns path and identity; missing {', '.join(sorted(missing))} "
-                         f"(found {', '.join(identities.columns)})")
+        raise ValueError(f"attach_identities: {identity_csv} needs columns path,identity or path,face,identity; missing "
+                         f"{', '.join(sorted(missing))} (found {', '.join(identities.columns)})")
     if "identity" in table.columns:
         raise ValueError("attach_identities: the table already has an 'identity' column; drop it or use it directly")
-    columns = [c for c in identities.columns if c != "path" and c not in table.columns]
+    by_face = "face" in identities.columns
+    if by_face and (identities["face"].isna().any() or not (identities["face"] % 1 == 0).all()):
+        raise ValueError(f"attach_identities: {identity_csv} has a face column with empty or non-integer values; "
+                         "give the face index of each row (the table's 'face' column, 0 = leftmost)")
+    columns = [c for c in identities.columns if c not in ("path", "face") and c not in table.columns]
     records = identities[columns].to_dict("records")
-    keyers = [str, _resolved] + ([_name] if identities["path"].map(_name).is_unique else [])
+    faces = identities["face"].astype(int).tolist() if by_face else [None] * len(identities)
+    keyers = [str, _resolved] + ([_name] if identities.drop_duplicates(["path", "face"] if by_face else ["path"])["path"].map(_name).is_unique else [])
     paths = table["path"].astype(str).tolist()
+    table_faces = table["face"].astype(int).tolist() if by_face else [None] * len(paths)
     found: list[dict | None] = [None] * len(paths)
     for keyer in keyers:
         if all(record is not None for record in found):
             break
-        lookup = {keyer(str(path)): record for path, record in zip(identities["path"], records)}
-        found = [record if record is not None else lookup.get(keyer(path)) for path, record in zip(paths, found)]
+        lookup = {(keyer(str(path)), face): record for path, face, record in zip(identities["path"], faces, records)}
+        found = [record if record is not None else lookup.get((keyer(path), face))
+                 for path, face, record in zip(paths, table_faces, found)]
     keep = np.array([record is not None for record in found])
     if not keep.any():
         raise ValueError(f"attach_identities: none of the {len(table)} table paths is in {identity_csv} "
                          f"(e.g. table {paths[0]!r} vs CSV {identities['path'].iloc[0]!r}); write the CSV with the table's paths")
+    if not by_face and "face" in table.columns:
+        crowded = table.groupby("path")["face"].transform("count").to_numpy() > 1
+        if (keep & crowded).any():
+            logger.warning("attach_identities: %d faces are in images with several faces, but %s names one identity per image; "
+                           "they are left out (add a face column: path,face,identity)", int((keep & crowded).sum()), identity_csv)
+            keep &= ~crowded
     if not keep.all():
         logger.warning("attach_identities: %d of %d faces have no identity in %s and are left out", (~keep).sum(), len(table), identity_csv)
     joined = pd.concat([table.reset_index(drop=True), pd.DataFrame([r or {} for r in found], columns=columns)], axis=1)

@@ -32,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     identity = subparsers.add_parser("identity-check", help="how much identity leaks into the vectors of a table")
     identity.add_argument("table", help="table from 'deepfever extract'")
-    identity.add_argument("--identities", required=True, help="CSV with columns path,identity (other columns may hold labels)")
+    identity.add_argument("--identities", required=True, help="CSV with columns path,identity, or path,face,identity for images with several faces "
+                                                             "(other columns may hold labels)")
     identity.add_argument("--label-column", help="expression label column (table or CSV) to compare against")
     identity.add_argument("--source-column", help="column grouping near-duplicate faces for the identity probe (e.g. a video)")
     identity.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")

@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     timeline = kinds.add_parser("timeline", help="emotion probabilities over time from a video table")
     timeline.add_argument("table", help="table from video extraction (with frame/time columns)")
     timeline.add_argument("-o", "--output", required=True, help="PNG to write")
-    timeline.add_argument("--track", type=int, help="plot only this face track")
+    timeline.add_argument("--track", type=int, help="plot only this face track (track ids count from 0 in each video)")
+    timeline.add_argument("--video", help="plot only this video of the table (its path, or its file name)")
     timeline.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
     timeline.set_defaults(handler=run_timeline)
 
@@ -44,6 +45,6 @@ def run_timeline(args: argparse.Namespace) -> int:
     from deepfever.video.timeline import plot_timeline
 
     refuse_overwrite(args.output, args.overwrite)
-    plot_timeline(read_table(args.table), args.output, track=args.track)
+    plot_timeline(read_table(args.table), args.output, track=args.track, video=args.video)
     print(f"wrote {args.output}")
     return 0

@@ -14,14 +14,18 @@ logger = logging.getLogger(__name__)
 
 
 def plot_timeline(table: pd.DataFrame, output_png: str | os.PathLike, track: int | Sequence[int] | None = None,
-                  max_tracks: int = 6) -> Path:
-    """Draw one panel per track, the track with the most rows first, and write a PNG atomically.
+                  max_tracks: int = 6, video: str | None = None) -> Path:
+    """Draw one panel per track of each video, the track with the most rows first, and write a PNG atomically.
+
+    Track ids are per video (each video counts from 0), so a table of several videos (or of images
+    and videos, from ``deepfever extract``) is grouped by ``path`` and track; image rows are ignored.
 
     Args:
-        table: rows of ``extract_video`` / ``iter_video_rows`` (needs ``track``, ``time_s`` and ``p_*``).
+        table: rows of ``extract_video`` / ``iter_video_rows`` / ``extract`` (needs ``track``, ``time_s``, ``p_*``).
         output_png: where to write; the file appears complete or not at all.
         track: only these track ids; default all, longest first, at most ``max_tracks`` panels.
         max_tracks: panel limit when ``track`` is not given (short tracks are usually passers-by).
+        video: only the rows of this video (its ``path`` as in the table, or its file name).
 
     Returns the path written.
 
@@ -31,36 +35,25 @@ def plot_timeline(table: pd.DataFrame, output_png: str | os.PathLike, track: int
     from matplotlib.figure import Figure  # matplotlib is slow to import; only plotting needs it
 
     missing = {"track", "time_s"} - set(table.columns)
-    emotions = [column for column in table.columns if column.startswith("p_")]
+    emotions = [column for column in table.columns if column.startswith("p_") and not column.endswith("_smooth")]
     if missing or not emotions:
         raise ValueError(
             f"plot_timeline: expected a video table with 'track', 'time_s' and 'p_<emotion>' columns; missing "
             f"{sorted(missing) or ['p_*']}. Make it with deepfever.video.extract_video"
         )
-    counts = table["track"].value_counts()
-    order = sorted(counts.index, key=lambda key: (-counts[key], key))
-    if track is not None:
-        wanted = [track] if isinstance(track, int) else list(track)
-        unknown = sorted(set(wanted) - set(order))
-        if unknown:
-            raise ValueError(f"plot_timeline: no rows for track(s) {unknown}; the table has tracks {sorted(order)}")
-        order = [key for key in order if key in wanted]
-    elif len(order) > max_tracks:
-        logger.info("plot_timeline: drawing the %d longest of %d tracks", max_tracks, len(order))
-        order = order[:max_tracks]
-    if not order:
-        raise ValueError("plot_timeline: the table has no rows (no face was tracked); nothing to plot")
+    panels = timeline_panels(table, track, max_tracks, video)
     has_va = {"valence", "arousal"} <= set(table.columns)
-    figure = Figure(figsize=(10, 2.6 * len(order) + 0.6), layout="constrained")
-    axes = figure.subplots(len(order), 1, sharex=True, squeeze=False)[:, 0]
+    figure = Figure(figsize=(10, 2.6 * len(panels) + 0.6), layout="constrained")
+    axes = figure.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     colours = {column: f"C{position % 10}" for position, column in enumerate(emotions)}
-    for axis, key in zip(axes, order):
-        rows = table[table["track"] == key].sort_values("time_s")
+    several = len({path for path, _, _ in panels}) > 1
+    for axis, (path, key, rows) in zip(axes, panels):
         for column in emotions:
             axis.plot(rows["time_s"], rows[column], color=colours[column], lw=1.4, label=column[2:])
         axis.set_ylim(0, 1)
         axis.set_ylabel("probability")
-        axis.set_title(f"track {key} ({len(rows)} frames)", loc="left", fontsize=10)
+        name = f"{Path(path).name}: " if several else ""
+        axis.set_title(f"{name}track {key} ({len(rows)} frames)", loc="left", fontsize=10)
         axis.grid(alpha=0.3)
         if has_va:
             twin = axis.twinx()
@@ -74,3 +67,35 @@ def plot_timeline(table: pd.DataFrame, output_png: str | os.PathLike, track: int
     with atomic_write(output_png) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
     return Path(output_png)
+
+
+def timeline_panels(table: pd.DataFrame, track: int | Sequence[int] | None = None, max_tracks: int = 6,
+                    video: str | None = None) -> list[tuple[str, int, pd.DataFrame]]:
+    """(video path, track id, its rows by time) for each panel, the longest track first (see ``plot_timeline``)."""
+    table = _one_video(table[table["track"].notna()], video)
+    videos = table["path"].astype(str) if "path" in table else pd.Series("", index=table.index)
+    counts = table.groupby([videos, table["track"].astype(int)]).size()
+    order = sorted(counts.index, key=lambda key: (-counts[key], key))
+    if track is not None:
+        wanted = [track] if isinstance(track, int) else list(track)
+        unknown = sorted(set(wanted) - {key[1] for key in order})
+        if unknown:
+            raise ValueError(f"plot_timeline: no rows for track(s) {unknown}; the table has tracks {sorted({key[1] for key in order})}")
+        order = [key for key in order if key[1] in wanted]
+    elif len(order) > max_tracks:
+        logger.info("plot_timeline: drawing the %d longest of %d tracks", max_tracks, len(order))
+        order = order[:max_tracks]
+    if not order:
+        raise ValueError("plot_timeline: the table has no rows (no face was tracked); nothing to plot")
+    return [(path, key, table[(videos == path) & (table["track"] == key)].sort_values("time_s")) for path, key in order]
+
+
+def _one_video(table: pd.DataFrame, video: str | None) -> pd.DataFrame:
+    """The rows of ``video`` (a path as in the table, or a file name), or all rows when it is ``None``."""
+    if video is None:
+        return table
+    paths = table["path"].astype(str)
+    chosen = table[(paths == video) | (paths.map(lambda path: Path(path).name) == Path(video).name)]
+    if chosen.empty:
+        raise ValueError(f"plot_timeline: no rows for video {video!r}; the table has {sorted(paths.unique())[:10]}")
+    return chosen
