@@ -91,3 +91,16 @@ def test_one_converter_scales_16_bit_and_refuses_floats(tiny_model_file):
     extractor = Extractor(model=tiny_model_file, detector="none")
     with pytest.raises(ImageReadError, match=r"array\[1\]: got a float32 image.*\(x \* 255\)\.round\(\)\.astype\(np\.uint8\)"):
         extractor.extract([np.zeros((48, 48, 3), np.uint8), np.random.default_rng(0).random((48, 48, 3), dtype=np.float32)])
+
+
+def test_bytes_decode_like_files(tmp_path):
+    """One decoder: downloaded bytes (FEC fetch) go through the same checks as files."""
+    from deepfever.io.images import CorruptImageError
+
+    path = tmp_path / "x.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (9, 7, 3), dtype=np.uint8)).save(path)
+    np.testing.assert_array_equal(load_image(path.read_bytes()), load_image(path))
+    with pytest.raises(CorruptImageError, match="corrupt or truncated"):
+        load_image(path.read_bytes()[:60])
+    with pytest.raises(ImageReadError, match="not a readable image"):
+        load_image(b"plain text")

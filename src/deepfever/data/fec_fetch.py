@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import http.client
-import io
 import json
 import logging
 import math
@@ -19,20 +18,19 @@ import re
 import time
 import urllib.error
 import urllib.request
-import warnings
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from deepfever._version import __version__
 from deepfever.data.formats.fec import IMAGE_EXTENSIONS, IMAGE_FOLDER, FecFace, fec_face_stem, read_fec_csv, unique_faces
 from deepfever.errors import DeepFeverError, ImageReadError
 from deepfever.io.atomic import atomic_write
-from deepfever.io.images import MAX_IMAGE_PIXELS, load_image
+from deepfever.io.images import CorruptImageError, load_image
 
 logger = logging.getLogger(__name__)
 
@@ -160,19 +158,13 @@ def download(url: str, settings: FetchSettings) -> bytes:
 
 
 def decode_image(data: bytes) -> np.ndarray:
-    """Decode downloaded bytes to RGB, refusing non-images, corrupt files and decompression bombs."""
+    """Decode downloaded bytes to RGB with the package's one decoder; its refusals become fetch failures."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                if image.width * image.height > MAX_IMAGE_PIXELS:
-                    raise FetchFailure("not an image", f"{image.width}x{image.height} exceeds {MAX_IMAGE_PIXELS:,} pixels")
-                image.load()
-                return load_image(image)
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning, ImageReadError) as error:
-        raise FetchFailure("not an image", str(error)) from error
-    except (OSError, SyntaxError, ValueError) as error:
+        return load_image(data)
+    except CorruptImageError as error:
         raise FetchFailure("corrupt image", str(error)) from error
+    except ImageReadError as error:
+        raise FetchFailure("not an image", str(error)) from error
 
 
 def crop_face(image: np.ndarray, box_norm: tuple[float, float, float, float]) -> np.ndarray:

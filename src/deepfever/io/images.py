@@ -1,6 +1,7 @@
 """Decode any image a user may hand us into an RGB uint8 array, or say clearly why not."""
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -63,10 +64,15 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(source: str | os.PathLike | np.ndarray | Image.Image) -> np.ndarray:
+class CorruptImageError(ImageReadError):
+    """The file is an image format but its data is damaged or cut short (as opposed to not an image at all)."""
+
+
+def load_image(source: str | os.PathLike | bytes | np.ndarray | Image.Image) -> np.ndarray:
     """Return an RGB ``uint8`` array of shape (H, W, 3), with EXIF orientation applied.
 
-    Accepts a path, a PIL image or an array (grey ``(H, W)``, RGB or RGBA; see ``as_rgb_uint8``).
+    The one decoder of the package: accepts a path, the bytes of a file (e.g. downloaded), a PIL image
+    or an array (grey ``(H, W)``, RGB or RGBA; see ``as_rgb_uint8``).
     Raises ``ImageReadError`` with the reason for zero-byte, truncated, non-image or oversized files
     and for arrays of the wrong dtype or shape.
     """
@@ -74,16 +80,21 @@ def load_image(source: str | os.PathLike | np.ndarray | Image.Image) -> np.ndarr
         return as_rgb_uint8(source)
     if isinstance(source, Image.Image):
         return np.asarray(_to_rgb(ImageOps.exif_transpose(source)))
-    path = Path(source)
-    if not path.is_file():
-        raise ImageReadError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise ImageReadError(f"{path}: empty file (0 bytes)")
+    if isinstance(source, (bytes, bytearray)):
+        path, opened = "<downloaded bytes>", io.BytesIO(source)
+        if not source:
+            raise ImageReadError(f"{path}: empty (0 bytes)")
+    else:
+        path = opened = Path(source)
+        if not path.is_file():
+            raise ImageReadError(f"{path}: no such file")
+        if path.stat().st_size == 0:
+            raise ImageReadError(f"{path}: empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
             # Our own limit below gives the message; PIL's warning would only repeat it.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(opened) as image:
                 width, height = image.size
                 if width * height > MAX_IMAGE_PIXELS:
                     raise ImageReadError(
@@ -99,4 +110,4 @@ def load_image(source: str | os.PathLike | np.ndarray | Image.Image) -> np.ndarr
     except UnidentifiedImageError as error:
         raise ImageReadError(f"{path}: not a readable image ({error.__class__.__name__})") from error
     except (OSError, SyntaxError, ValueError) as error:
-        raise ImageReadError(f"{path}: corrupt or truncated image ({error})") from error
+        raise CorruptImageError(f"{path}: corrupt or truncated image ({error})") from error
