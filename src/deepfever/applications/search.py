@@ -4,6 +4,12 @@ Vectors are L2-normalised, so the inner product is the cosine similarity. Up to 
 faces an exact scan is fast enough (a few ms); above it an inverted-file index (IVF) scans only the
 ``nprobe`` clusters nearest the query, and ``nprobe`` is tuned at build time until recall@10 against
 exact search reaches ``TARGET_RECALL`` on queries sampled from the collection itself.
+
+From ``PQ_LIMIT`` faces (or sooner, when the float vectors would not fit a memory budget) the IVF lists
+hold product-quantised codes (IVF-PQ, ``dim / 4`` bytes a face instead of ``4 * dim``), and the
+``RERANK`` x k best candidates are re-scored exactly against the float vectors, which a saved index
+keeps on disk and memory-maps: memory holds the codes, the disk the vectors, and recall stays that of
+exact scoring within the probed lists.
 """
 from __future__ import annotations
 
@@ -28,8 +34,13 @@ logger = logging.getLogger(__name__)
 INDEX_FILE = "vectors.faiss"
 META_FILE = "meta.parquet"
 INFO_FILE = "index.json"
-INDEX_KINDS = ("auto", "exact", "ivf")
+VECTORS_FILE = "vectors.npy"
+INDEX_KINDS = ("auto", "exact", "ivf", "ivfpq")
 EXACT_LIMIT = 100_000
+PQ_LIMIT = 2_000_000  # 1 GB of float32 vectors at D=128: from here on, codes in memory and vectors on disk
+RERANK = 10  # IVF-PQ candidates re-scored exactly per result wanted
+ADD_CHUNK = 1_000_000  # vectors normalised / encoded at a time, so building never copies a huge array whole
+MAX_LISTS = 4096  # IVF clusters: beyond this, training and assignment cost more than the lists save
 TARGET_RECALL = 0.95
 TUNING_MARGIN = 0.02  # tuning queries are stored faces, a little easier than new ones: aim slightly higher
 FINGERPRINT_COLUMNS = ("model_id", "template_id", "crop_size")
@@ -175,66 +186,169 @@ def table_fingerprint(table: pd.DataFrame) -> dict[str, Any]:
 
 
 def build_index(table: pd.DataFrame, kind: str = "auto", target_recall: float = TARGET_RECALL, seed: int = 0,
-                model: str | None = None) -> FaceIndex:
+                model: str | None = None, memory_budget: int | None = None) -> FaceIndex:
     """Index the ``embedding`` column of an extraction table.
 
     Args:
         table: rows from ``Extractor.extract`` or ``read_table``.
-        kind: ``exact`` (flat inner product), ``ivf`` (approximate) or ``auto`` (exact below ``EXACT_LIMIT``).
+        kind: ``exact`` (flat inner product), ``ivf`` (approximate), ``ivfpq`` (approximate, compressed,
+            re-ranked from vectors on disk) or ``auto`` (see ``choose_kind``).
         target_recall: recall@10 the IVF ``nprobe`` is tuned to reach.
         seed: for the IVF training sample and the tuning queries.
         model: how the model was named (path or ``arch.tag``), stored to help users query correctly.
+        memory_budget: bytes the index may hold in memory; ``auto`` moves to IVF-PQ when the vectors exceed it.
     """
     if "embedding" not in table or table.empty:
         raise ValueError("build_index: expected a non-empty table with an 'embedding' column, as written by 'deepfever extract'")
     fingerprint = table_fingerprint(table)
-    index, info = build_vector_index(np.stack(table["embedding"].to_list()), kind, target_recall, seed)
+    index, info = build_vector_index(np.stack(table["embedding"].to_list()), kind, target_recall, seed, memory_budget)
     info.update(fingerprint=fingerprint, model=model)
     meta = table.drop(columns=[c for c in ("embedding", "landmarks") if c in table]).reset_index(drop=True)
     return FaceIndex(index, meta, info)
 
 
+def choose_kind(count: int, dim: int, memory_budget: int | None = None) -> str:
+    """``auto``'s choice: exact below ``EXACT_LIMIT``, IVF below ``PQ_LIMIT``, IVF-PQ above, or when the
+    float vectors (``4 * count * dim`` bytes) exceed ``memory_budget``."""
+    if memory_budget is not None and 4 * count * dim > memory_budget:
+        return "ivfpq"
+    return "exact" if count < EXACT_LIMIT else "ivf" if count < PQ_LIMIT else "ivfpq"
+
+
 def build_vector_index(vectors: np.ndarray, kind: str = "auto", target_recall: float = TARGET_RECALL,
-                       seed: int = 0) -> tuple[Any, dict[str, Any]]:
-    """A FAISS inner-product index of the normalised ``vectors`` and a description of it (see ``build_index``)."""
+                       seed: int = 0, memory_budget: int | None = None) -> tuple[Any, dict[str, Any]]:
+    """A FAISS inner-product index of the normalised ``vectors`` and a description of it (see ``build_index``).
+
+    ``vectors`` may be a memory-mapped array larger than memory (``np.load(path, mmap_mode="r")``): if
+    its rows are unit-length already it is used in place, and IVF-PQ reads it in chunks.
+    """
     import faiss
 
     if kind not in INDEX_KINDS:
         raise ValueError(f"build_index: unknown kind {kind!r}; valid choices are {', '.join(INDEX_KINDS)}")
-    vectors = np.ascontiguousarray(unit(vectors))
+    if memory_budget is not None and memory_budget <= 0:
+        raise ValueError(f"build_index: memory_budget must be a positive number of bytes, got {memory_budget}")
+    vectors = _unit_rows(vectors)
     count, dim = vectors.shape
-    chosen = ("exact" if count < EXACT_LIMIT else "ivf") if kind == "auto" else kind
+    chosen = choose_kind(count, dim, memory_budget) if kind == "auto" else kind
     info: dict[str, Any] = {"format": 1, "kind": chosen, "count": count, "dim": dim, "metric": "inner_product"}
     if chosen == "exact":
         index = faiss.IndexFlatIP(dim)
-        index.add(vectors)
+        index.add(np.ascontiguousarray(vectors))
     else:
-        index, tuning = _build_ivf(vectors, target_recall, seed)
+        index, tuning = _build_ivf(vectors, target_recall, seed, compressed=chosen == "ivfpq")
         info.update(tuning)
+    info["memory_bytes"] = index_memory_bytes(index)
     return index, info
+
+
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """``vectors`` itself when every row has unit length (checked in chunks), else a normalised float32 copy."""
+    if vectors.ndim != 2 or len(vectors) == 0:
+        raise ValueError(f"build_index: expected a non-empty (N, D) array of vectors, got shape {vectors.shape}")
+    for start in range(0, len(vectors), ADD_CHUNK):
+        norms = np.linalg.norm(np.asarray(vectors[start:start + ADD_CHUNK], np.float32), axis=1)
+        if vectors.dtype != np.float32 or np.abs(norms - 1).max() > 1e-4:
+            return np.ascontiguousarray(unit(vectors))
+    return vectors
+
+
+class RerankedIndex:
+    """IVF-PQ codes for the candidate search, float vectors (in memory or memory-mapped) for exact re-scoring.
+
+    Offers what ``FaceIndex`` and ``tune_nprobe`` use of a FAISS index: ``ntotal``, ``nlist``,
+    ``nprobe``, ``search`` and ``reconstruct``.
+    """
+
+    def __init__(self, index: Any, vectors: np.ndarray, rerank: int = RERANK) -> None:
+        if index.ntotal != len(vectors):
+            raise ValueError(f"RerankedIndex: {index.ntotal} codes but {len(vectors)} vectors; rebuild the index")
+        self.index, self.vectors, self.rerank = index, vectors, rerank
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def nlist(self) -> int:
+        return int(self.index.nlist)
+
+    @property
+    def nprobe(self) -> int:
+        return int(self.index.nprobe)
+
+    @nprobe.setter
+    def nprobe(self, value: int) -> None:
+        self.index.nprobe = int(value)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(similarities, rows), best first; rows the lists ran out of are -1 as in FAISS."""
+        _, candidates = self.index.search(queries, k * self.rerank)
+        similarities = np.full((len(queries), k), -np.inf, np.float32)
+        rows = np.full((len(queries), k), -1, np.int64)
+        for position, (query, found) in enumerate(zip(queries, candidates)):
+            found = found[found >= 0]
+            ordered = np.sort(found)  # ascending rows: sequential reads from a memory-mapped file
+            scores = np.asarray(self.vectors[ordered], np.float32) @ query
+            best = np.argsort(-scores, kind="stable")[:k]
+            similarities[position, :len(best)], rows[position, :len(best)] = scores[best], ordered[best]
+        return similarities, rows
+
+    def reconstruct(self, row: int) -> np.ndarray:
+        return np.asarray(self.vectors[row], np.float32)
+
+
+def index_memory_bytes(index: Any) -> int:
+    """Bytes the index holds in memory: vectors or codes, ids and centroids (a memory-mapped file excluded)."""
+    import faiss
+
+    base = index.index if isinstance(index, RerankedIndex) else index
+    if isinstance(base, faiss.IndexFlat):
+        return int(base.ntotal * base.d * 4)
+    ivf = faiss.extract_index_ivf(base)
+    per_vector = ivf.code_size + 8  # code + 64-bit id in the inverted lists
+    centroids = ivf.nlist * ivf.d * 4
+    pq = faiss.downcast_index(base).pq if hasattr(faiss.downcast_index(base), "pq") else None
+    codebooks = pq.M * pq.ksub * pq.dsub * 4 if pq is not None else 0
+    return int(ivf.ntotal * per_vector + centroids + codebooks)
 
 
 def ivf_lists(count: int) -> int:
     """About sqrt(N) clusters (fast to train, ~sqrt(N) vectors each), with >= 39 training points per cluster."""
-    return max(1, min(int(round(math.sqrt(count))), count // 39))
+    return max(1, min(int(round(math.sqrt(count))), count // 39, MAX_LISTS))
 
 
-def _build_ivf(vectors: np.ndarray, target_recall: float, seed: int) -> tuple[Any, dict[str, Any]]:
+def _build_ivf(vectors: np.ndarray, target_recall: float, seed: int, compressed: bool) -> tuple[Any, dict[str, Any]]:
     import faiss
 
     count, dim = vectors.shape
     lists = ivf_lists(count)
-    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
+    quantizer = faiss.IndexFlatIP(dim)
+    if compressed:
+        if dim % 4:
+            raise ValueError(f"build_index: IVF-PQ needs a dimension divisible by 4, got {dim}; use kind 'ivf'")
+        # dim/4 sub-quantisers of 8 bits: 32 bytes a face at D=128, 16x smaller than float32.
+        index = faiss.IndexIVFPQ(quantizer, dim, lists, dim // 4, 8, faiss.METRIC_INNER_PRODUCT)
+    else:
+        index = faiss.IndexIVFFlat(quantizer, dim, lists, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = seed
     rng = np.random.default_rng(seed)
-    sample = vectors[np.sort(rng.choice(count, min(count, 64 * lists), replace=False))]
+    training = max(64 * lists, 256 * 64) if compressed else 64 * lists  # PQ codebooks need >= 256 points x 39
+    sample = np.ascontiguousarray(vectors[np.sort(rng.choice(count, min(count, training), replace=False))], np.float32)
     index.train(sample)
-    index.add(vectors)
-    index.make_direct_map()  # lets FaceIndex.vector reconstruct a stored face as a query
-    nprobe, recall = tune_nprobe(index, vectors, target_recall, seed=seed)
-    index.nprobe = nprobe
-    logger.info("IVF index: %d lists, nprobe %d reaches recall@10 %.3f on sampled queries", lists, nprobe, recall)
-    return index, {"nlist": lists, "nprobe": nprobe, "tuned_recall_at_10": recall, "target_recall_at_10": target_recall}
+    for start in range(0, count, ADD_CHUNK):
+        index.add(np.ascontiguousarray(vectors[start:start + ADD_CHUNK], np.float32))
+    if not compressed:
+        index.make_direct_map()  # lets FaceIndex.vector reconstruct a stored face as a query
+    searchable = RerankedIndex(index, vectors) if compressed else index
+    nprobe, recall = tune_nprobe(searchable, vectors, target_recall, seed=seed)
+    searchable.nprobe = nprobe
+    logger.info("%s index: %d lists, nprobe %d reaches recall@10 %.3f on sampled queries",
+                "IVF-PQ" if compressed else "IVF", lists, nprobe, recall)
+    tuning = {"nlist": lists, "nprobe": nprobe, "tuned_recall_at_10": recall, "target_recall_at_10": target_recall}
+    if compressed:
+        tuning.update(pq_bytes_per_vector=dim // 4, rerank=RERANK)
+    return searchable, tuning
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
@@ -291,7 +405,11 @@ def save_index(face_index: FaceIndex, folder: str | os.PathLike, overwrite: bool
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        faiss.write_index(face_index.index, str(staging / INDEX_FILE))
+        index = face_index.index
+        if isinstance(index, RerankedIndex):
+            np.save(staging / VECTORS_FILE, index.vectors)
+            index = index.index
+        faiss.write_index(index, str(staging / INDEX_FILE))
         face_index.meta.to_parquet(staging / META_FILE, index=False)
         info = {**face_index.info, "deepfever_version": __version__}
         (staging / INFO_FILE).write_text(json.dumps(info, indent=2, default=_json_default) + "\n")
@@ -323,8 +441,14 @@ def load_index(folder: str | os.PathLike) -> FaceIndex:
     if index.ntotal != len(meta) or index.ntotal != info["count"]:
         raise ValueError(f"load_index: {source} is inconsistent ({index.ntotal} vectors, {len(meta)} metadata rows, "
                          f"{info['count']} in {INFO_FILE}); rebuild it")
-    if info["kind"] == "ivf":
+    if info["kind"] == "ivfpq":
+        if not (source / VECTORS_FILE).is_file():
+            raise FileNotFoundError(f"load_index: {source} is an IVF-PQ index without its {VECTORS_FILE}; rebuild it")
+        # Memory-mapped: only the rows a query re-scores are read, and the OS caches what is used.
+        index = RerankedIndex(index, np.load(source / VECTORS_FILE, mmap_mode="r"), int(info["rerank"]))
+    elif info["kind"] == "ivf":
         index.make_direct_map()
+    if info["kind"] in ("ivf", "ivfpq"):
         index.nprobe = int(info["nprobe"])
     return FaceIndex(index, meta, info)
 
