@@ -451,6 +451,17 @@ def test_cli_inspect_prints_counts(tmp_path: Path, capsys: pytest.CaptureFixture
     assert report["splits"]["test"]["classes"]["neutral"] == 1
 
 
+def test_cli_inspect_fec_before_fetch_reports_the_triplets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 9.15: before fetch-fec, inspect said 0 samples and nothing about the CSV's triplets."""
+    make_fec(tmp_path)
+    write_image(tmp_path / "images" / (fec_face_stem(FecFace(FACE_A[0], (0.1, 0.2, 0.5, 0.6))) + ".png"))
+    assert main(["data", "inspect", "--format", "fec", "--root", str(tmp_path)]) == 0
+    train = json.loads(capsys.readouterr().out)["splits"]["train"]
+    assert train["triplets"] == 2 and train["triplets_by_type"] == {"ONE_CLASS_TRIPLET": 1, "TWO_CLASS_TRIPLET": 1}
+    assert (train["faces"], train["faces_fetched"], train["triplets_with_all_images"]) == (4, 1, 0)
+    assert train["samples"] == 1 and sum(train["rows_skipped"].values()) == 3
+
+
 def test_cli_inspect_own_classes_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     make_folder(tmp_path, {"dog": 1, "cat": 2})
     assert main(["data", "inspect", "--format", "folder", "--root", str(tmp_path), "--option", 'class_names=["cat","dog"]']) == 0

@@ -15,7 +15,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("data", help="inspect datasets, fetch Google FEC, prepare aligned crop caches")
     commands = parser.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
 
-    inspect = commands.add_parser("inspect", help="print per-split sample, class and skipped-row counts as JSON")
+    inspect = commands.add_parser(
+        "inspect", help="print per-split sample, class and skipped-row counts as JSON",
+        description="Per split: samples, classes and skipped rows by reason. For fec also the triplets each CSV lists "
+                    "(by type) and how many of their faces are fetched, so it works before fetch-fec. A CSV line that "
+                    "does not have the format's fields (e.g. an AffectNet row with a missing column or a non-numeric "
+                    "box) stops the read with an error naming the file and line; rows that parse but hold unusable "
+                    "values (unknown label, box outside the image) are skipped and counted under 'skipped'.")
     inspect.add_argument(
         "--format", required=True, dest="dataset_format", help="dataset format (see deepfever.data.formats.list_formats)"
     )
@@ -84,6 +90,11 @@ def inspect_dataset(dataset_format: str, root: str, options: dict[str, object]) 
             "with_valence_arousal": sum(not math.isnan(sample.valence) and not math.isnan(sample.arousal) for sample in split.samples),
             "skipped": dict(split.skipped.most_common()),
         }
+    if dataset_format == "fec":  # its samples are fetched faces only: say what the CSVs list as well
+        from deepfever.data.formats.fec import describe_fec
+
+        for name, described in describe_fec(root).items():
+            report["splits"].setdefault(name, {}).update(described)
     return report
 
 

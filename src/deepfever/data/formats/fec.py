@@ -26,6 +26,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from deepfever.data.formats.base import DatasetSplit, Sample, register_format
 from deepfever.errors import DataFormatError
@@ -148,6 +149,32 @@ def read_fec_triplets(root: str, split: str) -> list[FecTriplet]:
 def unique_faces(triplets: list[FecTriplet]) -> list[FecFace]:
     """Every distinct face, in order of first appearance."""
     return list(dict.fromkeys(face for triplet in triplets for face in triplet.faces))
+
+
+def describe_fec(root: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Per split: the triplets the CSV lists (by type), its distinct faces and how many are fetched.
+
+    Unlike ``read_fec`` (which lists only fetched faces as samples) this needs no image, so it tells
+    what a split holds before ``deepfever data fetch-fec`` and how far a fetch has got.
+    """
+    base = Path(root)
+    images = base / IMAGE_FOLDER
+    fetched = set(os.listdir(images)) if images.is_dir() else set()
+
+    def have(face: FecFace) -> bool:
+        return any(fec_face_stem(face) + ext in fetched for ext in IMAGE_EXTENSIONS)
+
+    described = {}
+    for split, name in FEC_FILES.items():
+        if (base / name).is_file():
+            triplets, skipped = read_fec_csv(base / name)
+            faces = unique_faces(triplets)
+            described[split] = {
+                "triplets": len(triplets), "triplets_by_type": dict(Counter(triplet.triplet_type for triplet in triplets)),
+                "triplets_with_all_images": sum(all(map(have, triplet.faces)) for triplet in triplets),
+                "faces": len(faces), "faces_fetched": sum(map(have, faces)), "rows_skipped": dict(skipped),
+            }
+    return described
 
 
 @register_format("fec")
