@@ -147,6 +147,18 @@ def test_keyboard_and_phone_sized_screen(site, browser, shared):
         browser.set_window_size(1280, 1400)
 
 
+def test_api_reference_page_lists_every_route(site, browser):
+    url, _ = site
+    browser.get(f"{url}/docs")
+
+    def headings() -> list[str]:
+        return [element.text for element in browser.find_elements(By.CSS_SELECTOR, "#endpoints h2")]
+
+    wait(browser, lambda: "POST /v1/extract" in headings(), "the reference to render /openapi.json")
+    assert {"POST /v1/compare", "POST /v1/odd-one-out", "POST /v1/search", "GET /v1/health"} <= set(headings())
+    assert "images: files, required" in browser.find_element(By.ID, "endpoints").text
+
+
 def test_webcam_with_chromium_fake_camera_reports_no_face(site, browser):
     url, _ = site
     open_page(browser, url)

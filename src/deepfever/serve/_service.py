@@ -101,7 +101,6 @@ class Analysis:
     name: str
     width: int
     height: int
-    faces_found: int
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -193,7 +192,7 @@ class ExpressionService:
         cancelled = cancelled or threading.Event()
         loop = asyncio.get_running_loop()
         prepared = await loop.run_in_executor(self._pool, self._prepare, data, name, cancelled)
-        analysis = Analysis(name, prepared.width, prepared.height, len(prepared.faces))
+        analysis = Analysis(name, prepared.width, prepared.height)
         chosen = range(len(prepared.faces)) if face is None else [self._check_face(name, face, len(prepared.faces))]
         if not prepared.faces:
             return analysis
