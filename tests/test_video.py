@@ -202,3 +202,49 @@ def test_timeline_groups_tracks_by_video(tmp_path):
     with pytest.raises(ValueError, match="no rows for video 'c.mp4'"):
         timeline_panels(table, video="c.mp4")
     assert plot_timeline(table, tmp_path / "t.png").stat().st_size > 0
+
+
+def crossing_clip():
+    """Two people cross, 25 frames/s: B (blue hair) walks left in front of A (red hair), hiding A for
+    about a second, during which A turns back, so motion prediction alone cannot find A again.
+    Yields (Frame, [(person, box), ...] visible left to right)."""
+    from deepfever.video import Frame
+
+    a, hidden = 40.0, []
+    for t in range(72):
+        b = 260.0 - 4 * t
+        covered = abs(a - b) < 40
+        a += -1.0 if covered else 1.0
+        image = np.full((120, 300, 3), 90, np.uint8)
+        people = sorted([("A", a, (200, 30, 30)), ("B", b, (30, 60, 200))], key=lambda p: p[0])  # B drawn last: in front
+        for _, x, hair in people:
+            cv2.rectangle(image, (int(x), 18), (int(x) + 40, 35), hair, -1)
+            cv2.ellipse(image, (int(x) + 20, 55), (17, 21), 0, 0, 360, (225, 180, 150), -1)
+        visible = [(name, np.array([x, 34, x + 40, 76], np.float32)) for name, x, _ in people if name == "B" or not covered]
+        hidden.append(covered)
+        yield Frame(t, t / 25, image), sorted(visible, key=lambda item: item[1][0])
+    assert 20 <= sum(hidden) <= 30  # the clip does what it says: about a second behind B
+
+
+def test_person_hidden_for_a_second_keeps_their_track(tiny_model_file):
+    """Issue 9.16: the hidden person used to come back as a new track, splitting one person in two."""
+    from deepfever.faces.detect import Detector
+
+    clip = list(crossing_clip())
+    truth = {frame.index: visible for frame, visible in clip}
+
+    class GroundTruth(Detector):
+        def detect(self, image):
+            index = next(frame.index for frame, _ in clip if frame.rgb is image)
+            return [Face(box=box, landmarks=np.array([[box[0] + 12 + 8 * (i % 2), box[1] + 16 + 6 * (i // 2)] for i in range(5)],
+                                                     np.float32), score=0.99) for _, box in truth[index]]
+
+    from deepfever.video import iter_frame_rows
+
+    rows = list(iter_frame_rows(Extractor(model=tiny_model_file), (frame for frame, _ in clip), "crossing", 25.0,
+                                detector=GroundTruth(), detect_side=None))
+    people = {(row["frame"], row["face"]): truth[row["frame"]][row["face"]][0] for row in rows}
+    ids = {}
+    for row in rows:
+        ids.setdefault(people[(row["frame"], row["face"])], set()).add(row["track"])
+    assert len(ids["A"]) == len(ids["B"]) == 1 and ids["A"] != ids["B"], ids

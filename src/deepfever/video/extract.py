@@ -21,7 +21,7 @@ from deepfever.faces.align import align_faces
 from deepfever.faces.detect import Detector
 from deepfever.faces.types import Face
 from deepfever.video.decode import DecodeStats, Frame, decode_shortfall, iter_frames, probe_video
-from deepfever.video.tracking import CONFIRMED, DELETED, TENTATIVE, FaceTracker, Track, follow_faces
+from deepfever.video.tracking import CONFIRMED, DELETED, TENTATIVE, FaceTracker, Track, appearance_descriptor, follow_faces
 
 if TYPE_CHECKING:
     from deepfever.api import Extractor
@@ -110,7 +110,7 @@ def iter_frame_rows(
     batch_size: int | None = None,
     detect_side: int | None = 320,
     detect_every: int = 1,
-    max_age_s: float = 1.0,
+    max_age_s: float = 3.0,
     min_hits: int = 2,
     report: VideoReport | None = None,
 ) -> Iterator[dict[str, Any]]:
@@ -134,7 +134,9 @@ def iter_frame_rows(
         detect_every: run the detector on every k-th processed frame and follow faces by optical flow
             of their landmarks in between (``tracking.follow_faces``). Meant for every-frame work:
             with a low ``fps`` the frames are too far apart to follow.
-        max_age_s: seconds a track survives without its face (occlusion, a look away).
+        max_age_s: seconds a track survives without its face (someone passing in front, a look away);
+            meanwhile its box moves on with its last velocity, and it is re-identified by the colours
+            of face and hair (``tracking.appearance_descriptor``) if it reappears elsewhere nearby.
         min_hits: processed frames in a row before a new face gets a track id and rows.
         report: filled in with counts and timing when given.
     """
@@ -151,7 +153,7 @@ def iter_frame_rows(
     batch = batch_size or extractor.batch_size
     started = time.perf_counter()
     pending = PendingBatch()
-    pending_frames: list[tuple[int, float, list[Face]]] = []
+    pending_frames: list[tuple[int, float, list[Face], list[np.ndarray]]] = []
     waiting: deque[list[tuple[dict[str, Any], Track]]] = deque()
     averages: dict[int, np.ndarray] = {}
     previous: tuple[np.ndarray, list[Face]] | None = None
@@ -166,7 +168,7 @@ def iter_frame_rows(
         previous = (grey, faces) if grey is not None else None
         for crop in align_faces(rgb, faces, extractor.template_) if faces else []:
             pending.add(len(pending_frames), crop)
-        pending_frames.append((index, time_s, faces))
+        pending_frames.append((index, time_s, faces, [appearance_descriptor(rgb, face.box) for face in faces]))
         if len(pending) >= batch:
             waiting.extend(_embed_and_track(extractor, pending, pending_frames, tracker, name))
             yield from _release(waiting, extractor, smoothing, averages, report, final=False)
@@ -207,7 +209,7 @@ def _detect(finder: Detector, rgb: np.ndarray, side: int | None) -> list[Face]:
             for face in finder.detect(small)]
 
 
-def _embed_and_track(extractor: Extractor, pending: PendingBatch, frames: list[tuple[int, float, list[Face]]],
+def _embed_and_track(extractor: Extractor, pending: PendingBatch, frames: list[tuple[int, float, list[Face], list[np.ndarray]]],
                      tracker: FaceTracker, name: str) -> Iterator[list[tuple[dict[str, Any], np.ndarray, Track]]]:
     """Embed every pending crop in one model call, then feed the tracker frame by frame, in order.
 
@@ -216,10 +218,11 @@ def _embed_and_track(extractor: Extractor, pending: PendingBatch, frames: list[t
     _, crops = pending.take()
     result = extractor.predict(crops) if crops is not None else None
     start = 0
-    for index, time_s, faces in frames:
+    for index, time_s, faces, looks in frames:
         stop = start + len(faces)
         embeddings = None if result is None else result["embedding"][start:stop]
-        tracks = tracker.update(np.stack([face.box for face in faces]) if faces else np.zeros((0, 4)), embeddings)
+        tracks = tracker.update(np.stack([face.box for face in faces]) if faces else np.zeros((0, 4)), embeddings,
+                                np.stack(looks) if looks else None)
         entries = []
         for number, (face, track) in enumerate(zip(faces, tracks)):
             probabilities = result["probabilities"][start + number]
