@@ -298,3 +298,17 @@ def test_annotated_copies_of_same_named_files_do_not_collide(tiny_model_file, tm
     ExtractionRun(extractor, tmp_path / "out.csv", annotate_dir=tmp_path / "ann").run([tmp_path / "in"])
     assert sorted(str(p.relative_to(tmp_path / "ann")) for p in (tmp_path / "ann").rglob("*.jpg")) == [
         "a/x0.annotated.jpg", "b/x0.annotated.jpg"]
+
+
+# -- 17. aligned crops for Extractor.embed ---------------------------------------------------------
+def test_saved_crops_are_what_embed_takes(tiny_model_file, inputs, tmp_path, capsys):
+    output = tmp_path / "out.parquet"
+    assert main(extract_args(inputs, output, tiny_model_file, "--save-crops", str(tmp_path / "crops"))) == 0
+    table = read_table(output)
+    images = table[table["frame"].isna()]
+    crops = [np.asarray(Image.open(tmp_path / "crops" / f"{row.path.rsplit('/', 1)[-1][:-4]}.face{row.face}.png"))
+             for row in images.itertuples()]
+    vectors = Extractor(model=tiny_model_file).embed(np.stack(crops))
+    np.testing.assert_allclose(vectors, np.stack(images["embedding"]), atol=1e-5)
+    assert main(extract_args(inputs, tmp_path / "again.csv", tiny_model_file, "--save-crops", str(tmp_path / "crops"))) == 2
+    assert "already holds files" in capsys.readouterr().err

@@ -21,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--fps", type=float, default=None, help="videos: frames per second to process (default: every frame)")
     parser.add_argument("--smooth", type=float, default=0.0,
                         help="videos: moving-average weight in [0, 1) per track, written beside the raw values as p_*_smooth")
+    parser.add_argument("--save-crops", metavar="DIR",
+                        help="also write each image face's aligned crop (the input of Extractor.embed) as "
+                             "DIR/<relative path>/<stem>.face<k>.png")
     parser.add_argument("--annotate-video-dir", help="videos: write an annotated copy (boxes, track id, emotion) into this folder")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--resume", action="store_true",
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     extraction = ExtractionRun(build_extractor(args), output, fps=args.fps, smoothing=args.smooth, chunk_size=args.chunk_size,
                                resume=args.resume, overwrite=args.overwrite, annotate_dir=args.annotate_dir,
-                               annotate_video_dir=args.annotate_video_dir)
+                               annotate_video_dir=args.annotate_video_dir, save_crops=args.save_crops)
     with tqdm(unit="file", file=sys.stderr, disable=None) as bar:
         report = extraction.run(args.inputs, progress=bar.update)
     if not output.exists():  # a torchrun rank whose share is done; rank 0 writes the output

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from deepfever._version import __version__
@@ -69,6 +70,8 @@ class ExtractionRun:
         overwrite: replace existing outputs and start a parts folder again.
         annotate_dir: also write each image with its faces drawn, mirroring the inputs' relative paths.
         annotate_video_dir: also write each video with its tracks drawn, likewise.
+        save_crops: also write every image face's aligned crop (what ``Extractor.embed`` takes) as
+            ``DIR/<relative path>/<stem>.face<k>.png``; the folder must be empty unless ``overwrite``.
 
     Under ``torchrun`` (``RANK``/``WORLD_SIZE`` set) rank r takes chunks r, r + W, ...; rank 0 holds
     the lock, checks the parts folder before the others start, and merges once every chunk is written.
@@ -80,7 +83,8 @@ class ExtractionRun:
 
     def __init__(self, extractor: Extractor, output: str | os.PathLike, *, fps: float | None = None, smoothing: float = 0.0,
                  chunk_size: int | None = None, resume: bool = False, overwrite: bool = False,
-                 annotate_dir: str | os.PathLike | None = None, annotate_video_dir: str | os.PathLike | None = None) -> None:
+                 annotate_dir: str | os.PathLike | None = None, annotate_video_dir: str | os.PathLike | None = None,
+                 save_crops: str | os.PathLike | None = None) -> None:
         self.extractor = extractor
         self.output = Path(output)
         self.fps = fps
@@ -90,6 +94,7 @@ class ExtractionRun:
         self.overwrite = overwrite
         self.annotate_dir = annotate_dir
         self.annotate_video_dir = annotate_video_dir
+        self.save_crops = save_crops
 
     @property
     def parts_dir(self) -> Path:
@@ -117,7 +122,7 @@ class ExtractionRun:
                 return _combine_reports(records)
             self._wait_for_chunks(manifest)
             report = self._merge(manifest)
-            self._annotate(report)
+            self._draw_and_crop()
             if not (self.resume or self.chunk_size is not None or world_size > 1):
                 shutil.rmtree(self.parts_dir)
             return report
@@ -153,23 +158,38 @@ class ExtractionRun:
         targets += [] if self.output.suffix.lower() == ".parquet" else [metadata_path_for(self.output)]
         for target in [*targets, *self._annotation_targets(files).values()]:
             _check_writable(target, self.overwrite)
+        if self.save_crops:
+            crops = Path(self.save_crops)
+            if crops.is_dir() and any(crops.iterdir()) and not self.overwrite:
+                raise FileExistsError(f"{crops} already holds files; pass --overwrite to add crops to it, or choose an empty folder")
+            _check_writable(crops / "probe.png", overwrite=True)
 
     def _annotation_targets(self, files: Sequence[Path]) -> dict[str, Path]:
-        """Input path -> annotated copy, mirroring paths below the inputs' common folder (``a/x.png`` and
-        ``b/x.png`` stay apart)."""
+        """Input path -> annotated copy (images in ``annotate_dir``, videos in ``annotate_video_dir``)."""
         from deepfever.io.inputs import VIDEO_SUFFIXES
 
-        if not files or not (self.annotate_dir or self.annotate_video_dir):
-            return {}
-        root = Path(os.path.commonpath([str(path.resolve().parent) for path in files]))
-        targets = {}
-        for path in files:
-            relative = path.resolve().relative_to(root)
-            if path.suffix.lower() in VIDEO_SUFFIXES and self.annotate_video_dir:
-                targets[str(path)] = Path(self.annotate_video_dir) / relative.with_name(f"{relative.stem}.annotated.mp4")
-            elif path.suffix.lower() not in VIDEO_SUFFIXES and self.annotate_dir:
-                targets[str(path)] = Path(self.annotate_dir) / relative.with_name(f"{relative.stem}.annotated.jpg")
-        return targets
+        videos = [path for path in files if path.suffix.lower() in VIDEO_SUFFIXES]
+        images = [path for path in files if path.suffix.lower() not in VIDEO_SUFFIXES]
+        return {**_mirrored(files, images, self.annotate_dir, ".annotated.jpg"),
+                **_mirrored(files, videos, self.annotate_video_dir, ".annotated.mp4")}
+
+    def _draw_and_crop(self) -> None:
+        """Annotated copies and aligned crops, from the rows in the parts folder, one input at a time."""
+        from deepfever.io.annotate import annotate_file
+        from deepfever.io.inputs import VIDEO_SUFFIXES
+
+        files = [Path(name) for name in store.read_inputs(self.parts_dir)]
+        targets = self._annotation_targets(files)
+        crops = _mirrored(files, [path for path in files if path.suffix.lower() not in VIDEO_SUFFIXES], self.save_crops, "")
+        if not targets and not crops:
+            return
+        columns = [column for column in store.parts_columns(self.parts_dir) if column != "embedding"]
+        batches = store.iter_parts(self.parts_dir, columns)
+        for path, rows in _by_input(batches):
+            if path in targets:
+                annotate_file(path, rows, targets[path], fps=self.fps)
+            if path in crops:
+                _save_crops(path, rows, crops[path], self.extractor.template_)
 
     def _identity(self) -> dict[str, Any]:
         """Everything besides the inputs that changes the rows; a resumed run must match it."""
@@ -250,20 +270,6 @@ class ExtractionRun:
         """What the output records about how it was made (Parquet metadata or ``OUT.meta.json``)."""
         return {"deepfever_version": __version__, **self._identity(), "batch_size": self.extractor.batch_size, "inputs": inputs}
 
-    def _annotate(self, report: ExtractionReport) -> None:
-        """Draw the rows onto copies of the inputs, reading the written output one input at a time."""
-        from deepfever.io.annotate import annotate_file
-        from deepfever.io.tables import read_table
-
-        targets = self._annotation_targets([Path(name) for name in store.read_inputs(self.parts_dir)])
-        if not targets:
-            return
-        table = read_table(self.output)
-        for path, rows in table.groupby("path", sort=False):
-            target = targets.get(path)
-            if target is not None:
-                annotate_file(path, rows, target, fps=self.fps)
-        logger.info("annotated %d inputs", sum(1 for path in table["path"].unique() if path in targets))
 
 
 def merge_parts(folder: str | os.PathLike, output: str | os.PathLike, metadata: dict[str, Any] | None = None) -> ExtractionReport:
@@ -314,6 +320,48 @@ def _combine_reports(records: list[dict[str, Any]]) -> ExtractionReport:
         values = [record[field.name] for record in records]
         combined[field.name] = [item for value in values for item in value] if field.name in ("videos", "failures") else sum(values)
     return ExtractionReport(**combined)
+
+
+def _mirrored(files: Sequence[Path], chosen: Sequence[Path], folder: str | os.PathLike | None, suffix: str) -> dict[str, Path]:
+    """Input -> ``folder/<path below the inputs' common folder>`` with ``suffix`` after the stem, so
+    ``a/x.png`` and ``b/x.png`` never collide."""
+    if folder is None or not chosen:
+        return {}
+    root = Path(os.path.commonpath([str(path.resolve().parent) for path in files]))
+    mirrored = {}
+    for path in chosen:
+        relative = path.resolve().relative_to(root)
+        mirrored[str(path)] = Path(folder) / relative.with_name(relative.stem + suffix)
+    return mirrored
+
+
+def _by_input(batches: Iterable[pd.DataFrame]) -> Iterable[tuple[str, pd.DataFrame]]:
+    """(path, its rows) from batches in input order; an input's rows may span batches, never interleave."""
+    held: list[pd.DataFrame] = []
+    for batch in batches:
+        for path, rows in batch.groupby("path", sort=False):
+            if held and held[0]["path"].iloc[0] != path:
+                yield held[0]["path"].iloc[0], pd.concat(held)
+                held = []
+            held.append(rows)
+    if held:
+        yield held[0]["path"].iloc[0], pd.concat(held)
+
+
+def _save_crops(path: str, rows: pd.DataFrame, base: Path, template) -> None:
+    """The aligned crop of each face of an image, cut again from the landmarks in its rows (no detection)."""
+    from PIL import Image
+
+    from deepfever.faces.align import align_faces
+    from deepfever.faces.types import Face
+    from deepfever.io.images import load_image
+
+    faces = [Face(box=np.array([row.box_x1, row.box_y1, row.box_x2, row.box_y2], np.float32),
+                  landmarks=np.asarray(row.landmarks, np.float32).reshape(5, 2), score=float(row.score))
+             for row in rows.itertuples(index=False)]
+    for row, crop in zip(rows.itertuples(index=False), align_faces(load_image(path), faces, template)):
+        with atomic_write(base.with_name(f"{base.name}.face{row.face}.png")) as tmp:
+            Image.fromarray(crop).save(tmp, format="PNG")
 
 
 def _take(lock: RunLock, output: Path) -> None:
