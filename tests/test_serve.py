@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -61,6 +62,13 @@ def png_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def http() -> Iterator[httpx.Client]:
+    """One client for the module: building one costs ~0.5 s (it loads the CA bundle)."""
+    with httpx.Client(timeout=60) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -143,12 +151,12 @@ def test_decode_upload_answers_each_kind_of_bad_image_with_its_status():
 
 
 # -- the API -------------------------------------------------------------------------------
-def test_extract_rows_equal_offline_extract_and_bad_files_are_listed(tiny_model_file, tiny_extractor, crops):
+def test_extract_rows_equal_offline_extract_and_bad_files_are_listed(http, tiny_model_file, tiny_extractor, crops):
     offline = tiny_extractor.extract(crops[:3]).set_index("path")
     with running_server(tiny_settings(tiny_model_file), tiny_extractor) as (url, _):
         files = [("images", (path.name, path.read_bytes(), "image/png")) for path in crops[:3]]
         files.append(("images", ("notes.txt", b"hello", "text/plain")))
-        response = httpx.post(f"{url}/v1/extract", files=files, timeout=30)
+        response = http.post(f"{url}/v1/extract", files=files, timeout=30)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["failures"] == [{"path": "notes.txt", "reason": "notes.txt: not a readable image (UnidentifiedImageError); "
@@ -161,6 +169,22 @@ def test_extract_rows_equal_offline_extract_and_bad_files_are_listed(tiny_model_
         np.testing.assert_allclose(row["embedding"], expected["embedding"], atol=1e-5)
         np.testing.assert_allclose([row["box_x2"], row["box_y2"]], [expected["box_x2"], expected["box_y2"]])
         assert row["emotion"] == expected["emotion"] and row["model_id"] == expected["model_id"]
+
+
+def test_concurrent_requests_share_one_forward_pass(http, tiny_model_file, tiny_extractor, crops):
+    offline = tiny_extractor.extract(crops[:4])
+    # A long wait and a batch of 4: the four faces can only leave the queue together.
+    settings = tiny_settings(tiny_model_file, batch_size=4, max_wait_ms=10_000)
+    with running_server(settings, tiny_extractor) as (url, service):
+        def send(path: Path) -> dict:
+            return http.post(f"{url}/v1/extract", files={"images": (path.name, path.read_bytes(), "image/png")}, timeout=60).json()
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(send, crops[:4]))
+        assert service.batcher_.stats.as_dict() | {"mean_batch": None} == {
+            "batches": 1, "faces": 4, "largest_batch": 4, "mean_batch": None, "skipped_jobs": 0}
+    for answer, expected in zip(answers, offline["embedding"]):
+        np.testing.assert_allclose(answer["rows"][0]["embedding"], expected, atol=1e-5)
 
 
 def test_bad_requests_get_4xx_with_the_reason(tiny_model_file, tiny_extractor, crops):
@@ -199,35 +223,35 @@ def test_bad_requests_get_4xx_with_the_reason(tiny_model_file, tiny_extractor, c
         assert service.counters_.images_detected == 2
 
 
-def test_full_queue_answers_503_with_retry_after_then_recovers(tiny_model_file, tiny_extractor, crops):
+def test_full_queue_answers_503_with_retry_after_then_recovers(http, tiny_model_file, tiny_extractor, crops):
     files = {"images": ("a.png", crops[0].read_bytes(), "image/png")}
     with running_server(tiny_settings(tiny_model_file, max_concurrency=1), tiny_extractor) as (url, service):
         with service._detect_lock:  # the one admitted request waits at the detector
             first: dict[str, httpx.Response] = {}
-            sender = threading.Thread(target=lambda: first.update(r=httpx.post(f"{url}/v1/extract", files=files, timeout=30)))
+            sender = threading.Thread(target=lambda: first.update(r=http.post(f"{url}/v1/extract", files=files, timeout=30)))
             sender.start()
             wait_until(lambda: service.counters_.requests == 1, "the first request to be admitted")
-            refused = httpx.post(f"{url}/v1/extract", files=files, timeout=30)
+            refused = http.post(f"{url}/v1/extract", files=files, timeout=30)
         sender.join(30)
         assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
         assert "--max-concurrency 1" in refused.json()["detail"]
         assert first["r"].status_code == 200 and len(first["r"].json()["rows"]) == 1
-        assert httpx.post(f"{url}/v1/extract", files=files, timeout=30).status_code == 200
+        assert http.post(f"{url}/v1/extract", files=files, timeout=30).status_code == 200
         assert service.counters_.refused_busy == 1
 
 
-def test_request_time_limit_answers_503(tiny_model_file, tiny_extractor, crops):
+def test_request_time_limit_answers_503(http, tiny_model_file, tiny_extractor, crops):
     files = {"images": ("a.png", crops[0].read_bytes(), "image/png")}
     with running_server(tiny_settings(tiny_model_file, request_timeout_s=0.3), tiny_extractor) as (url, service):
         with service._detect_lock:
-            response = httpx.post(f"{url}/v1/extract", files=files, timeout=30)
+            response = http.post(f"{url}/v1/extract", files=files, timeout=30)
         assert response.status_code == 503 and response.headers["Retry-After"] == "1"
         assert "longer than 0.3 s" in response.json()["detail"]
         wait_until(lambda: service.counters_.skipped_cancelled == 1, "the abandoned request's detection to be skipped")
         assert service.counters_.images_detected == 0 and service.counters_.timed_out == 1
 
 
-def test_a_client_that_disconnects_costs_the_server_nothing_further(tiny_model_file, tiny_extractor, crops):
+def test_a_client_that_disconnects_costs_the_server_nothing_further(http, tiny_model_file, tiny_extractor, crops):
     data = crops[0].read_bytes()
     body = (b'--XX\r\nContent-Disposition: form-data; name="images"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
             + data + b"\r\n--XX--\r\n")
@@ -241,7 +265,7 @@ def test_a_client_that_disconnects_costs_the_server_nothing_further(tiny_model_f
             wait_until(lambda: service.counters_.disconnected == 1, "the server to notice the disconnect")
         wait_until(lambda: service.counters_.skipped_cancelled == 1, "the queued detection to be skipped")
         assert service.counters_.images_detected == 0 and service.batcher_.stats.faces == 0
-        health = httpx.get(f"{url}/v1/health").json()  # and the server still answers
+        health = http.get(f"{url}/v1/health").json()  # and the server still answers
         assert health["counters"]["disconnected"] == 1
 
 
@@ -285,7 +309,7 @@ def test_page_and_api_reference_are_served_from_the_package_without_the_internet
         assert {"/v1/extract", "/v1/compare", "/v1/odd-one-out", "/v1/search", "/v1/health"} <= set(client.get("/openapi.json").json()["paths"])
 
 
-def test_cli_serve_starts_on_a_free_port_and_stops_on_ctrl_c(tiny_model_file):
+def test_cli_serve_starts_on_a_free_port_and_stops_on_ctrl_c(http, tiny_model_file):
     command = [sys.executable, "-m", "deepfever", "serve", "--model", str(tiny_model_file), "--detector", "none",
                "--device", "cpu", "--port", "0", "--max-concurrency", "4"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -297,7 +321,7 @@ def test_cli_serve_starts_on_a_free_port_and_stops_on_ctrl_c(tiny_model_file):
                 port = int(match.group(1))
                 break
         assert port, "deepfever serve did not report its address"
-        health = httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=10).json()
+        health = http.get(f"http://127.0.0.1:{port}/v1/health", timeout=10).json()
         assert health["detector"] == "none" and health["limits"]["max_concurrency"] == 4
         process.send_signal(signal.SIGINT)
         assert process.wait(20) == 0
@@ -307,12 +331,12 @@ def test_cli_serve_starts_on_a_free_port_and_stops_on_ctrl_c(tiny_model_file):
 
 
 @pytest.mark.slow
-def test_served_rows_match_offline_extract_on_a_shared_photo(shared):
+def test_served_rows_match_offline_extract_on_a_shared_photo(http, shared):
     photo = shared / "data" / "photos" / "couple.jpg"
     extractor = Extractor(detector="yunet", detector_options={"model_path": str(shared / "models" / "face_detection_yunet_2026may.onnx")})
     offline = extractor.extract([photo])
     with running_server(ServeSettings(detector="yunet"), extractor) as (url, _):
-        body = httpx.post(f"{url}/v1/extract", files={"images": (photo.name, photo.read_bytes(), "image/jpeg")}, timeout=60).json()
+        body = http.post(f"{url}/v1/extract", files={"images": (photo.name, photo.read_bytes(), "image/jpeg")}, timeout=60).json()
     assert len(body["rows"]) == len(offline) == 2
     for row, (_, expected) in zip(body["rows"], offline.iterrows()):
         np.testing.assert_allclose([row[f"box_{k}"] for k in ("x1", "y1", "x2", "y2")],

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from deepfever.models import DEFAULT_MODEL
 from deepfever.serve._batching import MicroBatcher
 from deepfever.serve._uploads import ClientInputError, decode_upload
 
@@ -49,7 +50,7 @@ class ServeSettings:
         request_timeout_s: a request still unanswered after this is abandoned with 503.
     """
 
-    model: str = "fevernet_s.ferplus"
+    model: str = DEFAULT_MODEL
     detector: str = "mtcnn"
     detector_options: dict[str, Any] | None = None
     device: str = "cpu"
