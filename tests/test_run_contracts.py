@@ -312,3 +312,13 @@ def test_saved_crops_are_what_embed_takes(tiny_model_file, inputs, tmp_path, cap
     np.testing.assert_allclose(vectors, np.stack(images["embedding"]), atol=1e-5)
     assert main(extract_args(inputs, tmp_path / "again.csv", tiny_model_file, "--save-crops", str(tmp_path / "crops"))) == 2
     assert "already holds files" in capsys.readouterr().err
+
+
+def test_outputs_get_the_usual_file_mode(tiny_model_file, inputs, tmp_path):
+    """Atomic writes go through a private temporary file; the output must still be readable by others."""
+    output = tmp_path / "out.csv"
+    assert main(extract_args(inputs, output, tiny_model_file)) == 0
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for path in (output, tmp_path / "out.failures.csv", tmp_path / "out.meta.json"):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path

@@ -8,6 +8,17 @@ from pathlib import Path
 from typing import Iterator
 
 
+def _umask() -> int:
+    """The process's umask (read once: setting it back at once is the only portable way to read it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+"""Mode of the files written here: what ``open`` would give, not ``mkstemp``'s private 0600."""
+
+
 def refuse_overwrite(path: str | os.PathLike, overwrite: bool) -> None:
     """Raise ``FileExistsError`` if ``path`` exists and the caller did not ask to overwrite it."""
     if Path(path).exists() and not overwrite:
@@ -29,6 +40,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, final)
     finally:
         if tmp.exists():
