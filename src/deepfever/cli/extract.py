@@ -5,6 +5,7 @@ The CLI parses and reports; the run itself (chunks, lock, resume, merge) is ``de
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                                annotate_video_dir=args.annotate_video_dir, save_crops=args.save_crops)
     with tqdm(unit="file", file=sys.stderr, disable=None) as bar:
         report = extraction.run(args.inputs, progress=bar.update)
-    if not output.exists():  # a torchrun rank whose share is done; rank 0 writes the output
+    if int(os.environ.get("RANK", 0)) != 0:  # a torchrun rank whose share is done; rank 0 writes the output
         return 0
     print(f"deepfever extract: {report.summary()}", file=sys.stderr)
     print(f"wrote {output} and {failures_path_for(output)} ({len(report.failures)} failures)")
