@@ -38,13 +38,21 @@ def test_default_detector_is_yunet() -> None:
     assert isinstance(detector, Detector) and detector.name == "yunet"
 
 
-def test_device_goes_to_torch_detectors_only(device: str) -> None:
+def test_device_reaches_the_detectors_that_can_use_it(device: str) -> None:
     mtcnn = create_detector("mtcnn", device=device)
     assert mtcnn.device == torch.device(device)
     assert all(next(net.parameters()).device.type == torch.device(device).type for net in mtcnn._load())
-    # YuNet runs in OpenCV on the CPU: the device is not an error, it is simply not used.
-    assert create_detector("yunet", device=device).name == "yunet"
+    yunet = create_detector("yunet", device=device)
+    assert yunet.device == device and yunet.engine in ("opencv", "onnxruntime")
     assert create_detector("none", device=device).name == "none"
+
+
+def test_yunet_engines_agree_and_blank_images_have_no_faces(device: str) -> None:
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'deepfever[onnx]')")
+    blank = np.full((200, 300, 3), 90, np.uint8)
+    assert create_detector("yunet", device=device, engine="onnxruntime").detect(blank) == []
+    with pytest.raises(ValueError, match="engine must be one of"):
+        create_detector("yunet", engine="tensorrt")
 
 
 def test_none_detector_returns_whole_image_with_template_landmarks() -> None:

@@ -89,6 +89,16 @@ def test_default_yunet_finds_every_face_mtcnn_finds(mtcnn: MTCNN) -> None:
             assert max((_iou(face.box, other.box) for other in found), default=0.0) > 0.5, f"{path.name}: a face was missed"
 
 
+@pytest.mark.parametrize("name", ["couple.jpg", "selfie-many-people.jpg", "img49.jpg"])
+def test_yunet_in_onnxruntime_matches_opencv(device: str, name: str) -> None:
+    """The GPU path (ONNX Runtime + our decoding) against OpenCV's FaceDetectorYN, run here on ``device``."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'deepfever[onnx]')")
+    image = load_image(PHOTOS / name)
+    expected = create_detector("yunet").detect(image)
+    found = create_detector("yunet", device=device, engine="onnxruntime").detect(image)
+    _assert_same_faces(found, expected, atol=0.05)
+
+
 def test_yunet_refines_landmarks_of_faces_small_after_shrinking(photo: np.ndarray) -> None:
     """A face pasted into a large canvas is tiny at max_side; refined landmarks match the face found alone."""
     canvas = np.full((3000, 4000, 3), 127, np.uint8)

@@ -109,15 +109,15 @@ def list_detectors() -> list[str]:
     return sorted(_REGISTRY)
 
 
-# Detectors whose networks run in torch and so can follow the embedder onto a GPU.
-_TORCH_DETECTORS = frozenset({"mtcnn"})
+# Detectors that can follow the embedder onto a GPU (MTCNN in torch, YuNet in ONNX Runtime).
+_DEVICE_DETECTORS = frozenset({"mtcnn", "yunet"})
 
 
 def create_detector(name: str = DEFAULT_DETECTOR, device: str | None = None, **kwargs: Any) -> Detector:
     """Build a detector by name; keyword arguments go to its constructor.
 
-    ``device`` (e.g. the extractor's ``cuda:1``) moves detectors that run in torch there; the others
-    run on the CPU and ignore it, so callers can always pass their device.
+    ``device`` (e.g. the extractor's ``cuda:1``) moves the detectors that can run on a GPU there; the
+    ``none`` detector ignores it, so callers can always pass their device.
 
     Example:
         >>> create_detector("none").name
@@ -126,6 +126,6 @@ def create_detector(name: str = DEFAULT_DETECTOR, device: str | None = None, **k
     factory = _REGISTRY.get(name)
     if factory is None:
         raise ValueError(f"create_detector: unknown detector {name!r}; valid choices are {list_detectors()}")
-    if device is not None and name in _TORCH_DETECTORS:
+    if device is not None and name in _DEVICE_DETECTORS:
         kwargs["device"] = device
     return factory(**kwargs)

@@ -1,17 +1,24 @@
-"""YuNet face detector through OpenCV's ``FaceDetectorYN``: fast, small, five landmarks.
+"""YuNet face detector: fast, small, five landmarks.
 
 The model file (MIT, OpenCV model zoo; source and sha256 in MODEL_CARD.md) ships inside the package,
-so the detector works offline from the first run; ``model_path`` chooses another YuNet file.
+so the detector works offline from the first run; ``model_path`` chooses another YuNet file. On the
+CPU it runs through OpenCV's ``FaceDetectorYN``; on a GPU through ONNX Runtime's CUDA provider (the
+``onnxruntime-gpu`` build), decoding the network's outputs the way OpenCV does.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
 from deepfever.faces.detect import Detector, as_rgb_uint8, sort_faces
 from deepfever.faces.types import Face
+
+logger = logging.getLogger(__name__)
 
 BUNDLED_MODEL = Path(__file__).with_name("face_detection_yunet_2026may.onnx")
 
@@ -27,6 +34,8 @@ REFINE_BELOW = 48
 # REFINE_FACE pixels wide, a size YuNet's landmarks are precise at.
 _REFINE_CONTEXT = 2.0
 _REFINE_FACE = 96
+_STRIDES = (8, 16, 32)  # YuNet's output grids; its input sides must be multiples of the largest
+ENGINES = ("opencv", "onnxruntime")
 
 
 class YuNet(Detector):
@@ -41,8 +50,10 @@ class YuNet(Detector):
             grows with pixels, and YuNet misses faces that fill a very large image); faces found
             smaller than ``refine_below`` pixels there get their landmarks re-measured on the full image.
         refine_below: see ``max_side``; 0 turns refinement off.
-
-    OpenCV's wheel has no CUDA, so YuNet runs on the CPU whatever device the embedder uses.
+        device: ``cpu`` or ``cuda[:k]``. OpenCV's wheel has no CUDA, so on a GPU the network runs in
+            ONNX Runtime's CUDA provider; without ``onnxruntime-gpu`` it stays on the CPU (logged).
+        engine: ``opencv`` or ``onnxruntime``; ``None`` picks by ``device``. ``onnxruntime`` on the CPU
+            exists to check the GPU path against OpenCV's.
 
     Example:
         >>> detector = YuNet()  # doctest: +SKIP
@@ -52,7 +63,8 @@ class YuNet(Detector):
     name = "yunet"
 
     def __init__(self, model_path: str | Path | None = None, score_threshold: float = 0.7, nms_threshold: float = 0.3,
-                 top_k: int = 5000, max_side: int | None = 640, refine_below: int = REFINE_BELOW) -> None:
+                 top_k: int = 5000, max_side: int | None = 640, refine_below: int = REFINE_BELOW,
+                 device: str | None = None, engine: str | None = None) -> None:
         path = BUNDLED_MODEL if model_path is None else Path(model_path).expanduser()
         if not path.is_file():
             raise FileNotFoundError(
@@ -67,7 +79,14 @@ class YuNet(Detector):
         self.top_k = top_k
         self.max_side = max_side
         self.refine_below = refine_below
-        self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, nms_threshold, top_k)
+        self.device = device or "cpu"
+        self.engine = engine or _default_engine(self.device)
+        if self.engine not in ENGINES:
+            raise ValueError(f"YuNet: engine must be one of {ENGINES} or None, got {engine!r}")
+        if self.engine == "opencv":
+            self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, nms_threshold, top_k)
+        else:
+            self._session = _onnx_session(path, self.device)
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """Return the faces of one RGB image, left to right."""
@@ -88,11 +107,42 @@ class YuNet(Detector):
     def _run(self, image: np.ndarray) -> list[Face]:
         """Raw detections of an RGB image in its own pixel coordinates."""
         height, width = image.shape[:2]
-        self._net.setInputSize((width, height))
-        _, rows = self._net.detect(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        if self.engine == "opencv":
+            self._net.setInputSize((width, height))
+            _, rows = self._net.detect(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        else:
+            rows = self._run_onnx(image)
         return [Face(box=np.array([row[0], row[1], row[0] + row[2], row[1] + row[3]], np.float32),
                      landmarks=row[4:14].reshape(5, 2).astype(np.float32), score=float(row[14]))
                 for row in ([] if rows is None else rows)]
+
+    def _run_onnx(self, image: np.ndarray) -> np.ndarray:
+        """OpenCV's FaceDetectorYN in ONNX Runtime: BGR input zero-padded to multiples of 32, per-stride
+        decoding of the anchor-free outputs, score = sqrt(cls * obj), then NMS; rows as OpenCV gives them
+        (x, y, w, h, 5 landmarks, score)."""
+        from deepfever.faces.mtcnn import nms
+
+        height, width = image.shape[:2]
+        padded = np.zeros((1, 3, -(-height // _STRIDES[-1]) * _STRIDES[-1], -(-width // _STRIDES[-1]) * _STRIDES[-1]), np.float32)
+        padded[0, :, :height, :width] = image[:, :, ::-1].transpose(2, 0, 1)
+        names = [output.name for output in self._session.get_outputs()]
+        outputs = dict(zip(names, self._session.run(None, {self._session.get_inputs()[0].name: padded})))
+        rows = []
+        for stride in _STRIDES:
+            columns = padded.shape[3] // stride
+            score = np.sqrt(np.clip(outputs[f"cls_{stride}"].reshape(-1), 0, 1) * np.clip(outputs[f"obj_{stride}"].reshape(-1), 0, 1))
+            cells = np.nonzero(score >= self.score_threshold)[0]
+            row, column = cells // columns, cells % columns
+            box = outputs[f"bbox_{stride}"].reshape(-1, 4)[cells]
+            points = outputs[f"kps_{stride}"].reshape(-1, 5, 2)[cells]
+            centre = (np.stack([column, row], 1) + box[:, :2]) * stride
+            size = np.exp(box[:, 2:]) * stride
+            landmarks = (points + np.stack([column, row], 1)[:, None]) * stride
+            rows.append(np.column_stack([centre - size / 2, size, landmarks.reshape(-1, 10), score[cells]]))
+        found = np.concatenate(rows).astype(np.float32)
+        found = found[np.argsort(-found[:, 14], kind="stable")[:self.top_k]]
+        corners = torch.from_numpy(np.column_stack([found[:, :2], found[:, :2] + found[:, 2:4]]))
+        return found[nms(corners, torch.from_numpy(found[:, 14]), self.nms_threshold).numpy()]
 
     def _refine(self, image: np.ndarray, face: Face) -> Face:
         """Detect again in a full-resolution crop around ``face``; keep the original if that finds nothing there."""
@@ -116,6 +166,31 @@ class YuNet(Detector):
         if best is None or _iou(best.box, face.box) < 0.5:
             return face
         return Face(box=face.box, landmarks=best.landmarks.astype(np.float32), score=face.score)
+
+
+def _default_engine(device: str) -> str:
+    """ONNX Runtime on a GPU when its CUDA provider is installed; OpenCV otherwise."""
+    if not device.startswith("cuda"):
+        return "opencv"
+    try:
+        import onnxruntime
+    except ImportError:
+        onnxruntime = None
+    if onnxruntime is not None and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        return "onnxruntime"
+    logger.warning("YuNet runs on the CPU: device %s needs onnxruntime-gpu for the GPU (pip install onnxruntime-gpu)", device)
+    return "opencv"
+
+
+def _onnx_session(path: Path, device: str) -> Any:
+    from deepfever.models.onnx_export import require_onnx
+
+    _, onnxruntime = require_onnx("YuNet(engine='onnxruntime')")
+    providers: list[Any] = ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        index = int(device.split(":")[1]) if ":" in device else 0
+        providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
+    return onnxruntime.InferenceSession(str(path), providers=providers)
 
 
 def _rescale(face: Face, scale: float) -> Face:

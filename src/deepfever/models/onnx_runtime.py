@@ -7,6 +7,7 @@ fast CPU path; on CUDA, ONNX Runtime's CUDA provider is used when its GPU build 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -19,6 +20,7 @@ from deepfever.models.onnx_export import OUTPUTS, require_onnx
 from deepfever.models.preprocess import crops_to_tensor
 
 FINGERPRINT_KEYS = ("model_id", "template_id", "crop_size")
+BACKENDS = ("torch", "onnxruntime")
 
 
 class OnnxModel:
@@ -85,3 +87,23 @@ class OnnxModel:
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def load_onnx_backend(model: str | os.PathLike, device: str | torch.device = "cpu") -> OnnxModel:
+    """The ``onnxruntime`` backend's model: an exported ``.onnx`` file as it is, or a torch model
+    (packaged name or ``.safetensors``) exported to fp32 ONNX once and cached under
+    ``$DEEPFEVER_CACHE/onnx`` by its fingerprint, so later runs start at once.
+    """
+    if str(model).endswith(".onnx"):
+        return OnnxModel(model, device)
+    from deepfever.api import Extractor
+    from deepfever.data.arrays import cache_dir
+    from deepfever.models.checkpoint import resolve_weights
+    from deepfever.models.onnx_export import export_onnx
+
+    weights = resolve_weights(model)
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+    cached = cache_dir() / "onnx" / f"{weights.stem}@{digest}.onnx"
+    if not cached.is_file():
+        export_onnx(Extractor(model=weights, device="cpu", backend="torch"), cached)
+    return OnnxModel(cached, device)
