@@ -75,8 +75,10 @@ def run(args: argparse.Namespace) -> int:
     extraction = ExtractionRun(build_extractor(args), output, fps=args.fps, smoothing=args.smooth, chunk_size=args.chunk_size,
                                resume=args.resume, overwrite=args.overwrite, annotate_dir=args.annotate_dir,
                                annotate_video_dir=args.annotate_video_dir, save_crops=args.save_crops)
-    with tqdm(unit="file", file=sys.stderr, disable=None) as bar:
-        report = extraction.run(args.inputs, progress=bar.update)
+    files = extraction.plan(args.inputs)
+    shared = int(os.environ.get("WORLD_SIZE", 1)) > 1  # under torchrun each process sees its own share only
+    with tqdm(total=None if shared else len(files), unit="file", file=sys.stderr, disable=None) as bar:
+        report = extraction.run(files, progress=bar.update)
     if int(os.environ.get("RANK", 0)) != 0:  # a torchrun rank whose share is done; rank 0 writes the output
         return 0
     print(f"deepfever extract: {report.summary()}", file=sys.stderr)

@@ -107,7 +107,7 @@ class ExtractionRun:
         (inputs that match nothing), ``FileExistsError`` (existing outputs without ``overwrite``),
         ``RunLockedError`` (another run holds the output), ``OutputNotWritableError``.
         """
-        files = self._plan(inputs)
+        files = self.plan(inputs)
         rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
         lock = RunLock(self.parts_dir.with_name(f".{self.parts_dir.name}.lock"), str(self.output)) if rank == 0 else None
         try:
@@ -131,8 +131,8 @@ class ExtractionRun:
                 lock.release()
 
     # -- before any work -----------------------------------------------------------------
-    def _plan(self, inputs: Iterable[str | os.PathLike]) -> list[Path]:
-        """Check the settings and expand the inputs (images first, then videos), touching no file."""
+    def plan(self, inputs: Iterable[str | os.PathLike]) -> list[Path]:
+        """The files ``run`` will process, in order (images first, then videos); checks the settings, writes nothing."""
         from deepfever.io.images import IMAGE_SUFFIXES
         from deepfever.io.inputs import VIDEO_SUFFIXES, expand_inputs
 
