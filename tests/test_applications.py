@@ -289,3 +289,16 @@ def test_commands_end_to_end(model_files, face_images, tmp_path, monkeypatch, ca
     assert main(["plot", "map", str(table), "-o", str(tmp_path / "map.png"), "--html", str(tmp_path / "map.html"), "--method", "pca"]) == 0
     assert (tmp_path / "map.html").is_file()
     assert main(["plot", "map", str(table), "-o", str(tmp_path / "map.png")]) == 2  # no silent overwrite
+
+
+def test_index_build_memory_budget_from_the_command_line(tmp_path, capsys):
+    from deepfever.io.tables import write_table
+
+    table = tmp_path / "many.parquet"
+    write_table(_table(_clustered(3000)), table)
+    assert main(["index", "build", str(table), "-o", str(tmp_path / "idx"), "--memory-budget", "100KB"]) == 0
+    assert "ivfpq index" in capsys.readouterr().out
+    assert main(["search", str(tmp_path / "idx"), "--query-row", "3", "-k", "4"]) == 0
+    with pytest.raises(SystemExit):
+        main(["index", "build", str(table), "-o", str(tmp_path / "idx2"), "--memory-budget", "lots"])
+    assert "expected a positive size such as 2GB" in capsys.readouterr().err
