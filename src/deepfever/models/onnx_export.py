@@ -10,6 +10,7 @@ Needs the ``onnx`` extra (``pip install 'deepfever[onnx]'``).
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -86,7 +87,8 @@ def export_onnx(extractor: Extractor, path: str | os.PathLike, calibration: np.n
         if calibration.dtype != np.uint8 or calibration.ndim not in (3, 4) or len(calibration) == 0:
             raise ValueError(f"export_onnx: calibration must be non-empty uint8 crops (N, S, S[, 3]), "
                              f"got {calibration.dtype} {calibration.shape}; align faces with the model's template")
-    model = _Outputs(extractor.model_).cpu().eval().to(memory_format=torch.contiguous_format)
+    # A copy: moving to the CPU and to the contiguous layout the exporter wants would change the extractor's own model.
+    model = _Outputs(copy.deepcopy(extractor.model_)).cpu().eval().to(memory_format=torch.contiguous_format)
     example = torch.zeros(2, config.in_chans, config.input_size, config.input_size)
     path = Path(path)
     with tempfile.TemporaryDirectory() as scratch:
