@@ -13,7 +13,7 @@ import argparse
 import numpy as np
 
 from _common import SHARED, result_name, save_result
-from deepfever.data.arrays import load_grey_array
+from deepfever.data.arrays import load_crop_array
 from deepfever.evaluation.predict import predict_arrays
 from deepfever.evaluation.triplets import ferplus_vote_triplets, triplet_accuracy
 from deepfever.models import DEFAULT_MODEL, load_model
@@ -39,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     model = load_checkpoint_model(args.checkpoint) if args.checkpoint else load_model(args.model)
     samples, triplets = ferplus_vote_triplets(args.root, "valid", args.count, args.seed, args.margin)
-    crops = load_grey_array(samples, model.config.input_size)
+    crops = load_crop_array(samples, model.config.input_size, model.config.in_chans)
     embeddings = predict_arrays(model, crops, flip_tta=args.flip_tta)["embedding"]
     save_result(result_name("ferplus_triplets", args.checkpoint or args.model), {
         "model": args.checkpoint or args.model, "split": "valid", "images": len(samples), "seed": args.seed,

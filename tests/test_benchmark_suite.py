@@ -127,7 +127,28 @@ def test_default_suite_parses():
     from pathlib import Path
 
     suite = load_suite(Path(__file__).resolve().parents[1] / "configs" / "benchmark_default.yaml")
-    assert [entry.task for entry in suite.entries] == ["ferplus", "probe"]
+    assert [entry.task for entry in suite.entries] == ["ferplus", "zero_shot", "probe"]
+    assert suite.entries[1].classes == ("anger", "disgust", "fear", "happy", "sad", "surprise")
+
+
+def test_zero_shot_entry_scores_only_the_shared_classes_with_argmax_over_all(tmp_path, tiny_model_file, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from deepfever.evaluation.suite import Suite, SuiteEntry, run_entry
+    from deepfever.models import load_model
+
+    monkeypatch.setenv("DEEPFEVER_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for name in ("happy", "sad", "contempt"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for index in range(3):
+            Image.fromarray(rng.integers(0, 255, (48, 48), dtype=np.uint8)).save(tmp_path / "data" / name / f"{index}.png")
+    entry = SuiteEntry(name="zs", task="zero_shot", format="folder", root=str(tmp_path / "data"), classes=("happy", "sad"))
+    result = run_entry(load_model(tiny_model_file), entry, Suite(name="t", entries=(entry,), flip_tta=False))
+    assert result["status"] == "ok" and result["n"] == 6
+    summary = result["classification"]["zero-shot"]
+    assert summary["evaluated_classes"] == ["happy", "sad"] and len(summary["confusion_matrix"]) == 8
 
 
 def test_cli_benchmark_writes_the_report_and_refuses_to_overwrite(tmp_path, tiny_model_file, capsys, monkeypatch):

@@ -95,6 +95,19 @@ def make_manifest(root: Path) -> Path:
     return root / "manifest.csv"
 
 
+def make_images(root: Path) -> Path:
+    write_image(root / "faces" / "a.jpg")
+    write_image(root / "faces" / "nested" / "b.png", seed=1)
+    (root / "faces" / "notes.txt").write_text("not an image")
+    return root / "faces"
+
+
+def test_images_format_reads_every_image_recursively_as_unlabelled(tmp_path: Path) -> None:
+    split = read_dataset("images", str(make_images(tmp_path)))["all"]
+    assert [Path(sample.path).name for sample in split.samples] == ["a.jpg", "b.png"]
+    assert all(sample.label == NO_LABEL for sample in split.samples) and split.skipped["not an image file"] == 1
+
+
 FORMAT_FIXTURES = {
     "affectnet": lambda root: (make_affectnet(root), {}),
     "fec": lambda root: (make_fec(root), {"require_images": False}),
@@ -108,6 +121,7 @@ FORMAT_FIXTURES = {
     "expw": lambda root: (make_expw(root), {}),
     "folder": lambda root: (make_folder(root, {"happy": 2, "Sadness": 1}), {}),
     "csv": lambda root: (make_manifest(root), {}),
+    "images": lambda root: (make_images(root), {}),
 }
 
 

@@ -114,11 +114,11 @@ def load_reference(extractor, source: str | os.PathLike, use_cache: bool = True)
 
 
 def _ferplus_valid_vectors(extractor, root: Path) -> tuple[np.ndarray, str]:
-    from deepfever.data.arrays import load_grey_array
+    from deepfever.data.arrays import load_crop_array
     from deepfever.data.formats import read_dataset
 
     samples = read_dataset("ferplus", str(root), splits=("valid",))["valid"].samples
-    crops = load_grey_array(samples, extractor.fingerprint_["crop_size"])
+    crops = load_crop_array(samples, extractor.fingerprint_["crop_size"])
     return extractor.embed(crops), f"FER+ validation split: {len(samples)} faces with a majority label under {root}"
 
 

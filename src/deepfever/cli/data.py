@@ -55,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prepare.add_argument("--detector-option", action="append", default=[], metavar="KEY=VALUE",
                          help="detector keyword, e.g. model_path=face_detection_yunet_2023mar.onnx")
     prepare.add_argument("--size", type=int, default=48, help="crop side in pixels (default 48, the FER+ template's)")
+    prepare.add_argument("--channels", choices=("grey", "rgb"), default="grey", help="crop colour mode (default grey, the bundled model's)")
+    prepare.add_argument("--fallback", choices=("", "none"), default="",
+                         help="'none': keep a face crop whose detector finds nothing as a template-framed resize (default: a failure)")
     prepare.add_argument("--workers", type=int, default=1, help="detector processes (default 1)")
     prepare.add_argument("--shard-size", type=int, default=2048, help="samples per resumable shard (default 2048)")
     prepare.add_argument("--limit", type=int, default=None, help="stop after N samples this run (resume later)")
@@ -133,6 +136,8 @@ def run_prepare(args: argparse.Namespace) -> int:
         limit=args.limit,
         detector_options=parse_options(args.detector_option),
         box_detector=args.box_detector,
+        channels=args.channels,
+        fallback=args.fallback,
     )
     summary = prepare_dataset(args.dataset_format, args.root, args.output, settings, parse_options(args.option))
     json.dump(summary.as_dict(), sys.stdout, indent=2)

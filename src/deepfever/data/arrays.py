@@ -1,4 +1,9 @@
-"""Decode a dataset's images once into one uint8 array that training streams from."""
+"""Decode a dataset's images once into one uint8 array that training and evaluation stream from.
+
+This is the path for datasets that are already face crops framed like the template (FER+, CK+48):
+each image is resized to the crop size. Datasets of whole photos, or crops that need per-face
+alignment, go through ``deepfever.data.prepare`` (detector + alignment, like ``Extractor``).
+"""
 from __future__ import annotations
 
 import hashlib
@@ -7,10 +12,11 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import numpy as np
-from PIL import Image
 
 from deepfever.data.formats.base import Sample
+from deepfever.io.images import load_image
 
 logger = logging.getLogger(__name__)
 
@@ -20,28 +26,42 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DEEPFEVER_CACHE", Path.home() / ".cache" / "deepfever"))
 
 
-def _grey(sample: Sample, size: int) -> np.ndarray:
-    if sample.pixels is not None:
-        image = Image.fromarray(sample.pixels).convert("L")
-    else:
-        with Image.open(sample.path) as opened:
-            image = opened.convert("L")
-    if image.size != (size, size):
-        image = image.resize((size, size), Image.BILINEAR)
-    return np.asarray(image, dtype=np.uint8)
+def sample_signature(sample: Sample) -> str:
+    """What identifies a sample's pixels: path, size and mtime of its file, or a hash of inline pixels.
 
-
-def load_grey_array(samples: list[Sample], size: int, use_cache: bool = True) -> np.ndarray:
-    """Return (N, size, size) uint8 grey images, cached on disk by the list of paths.
-
-    The cache key hashes every path and the size, so a changed dataset never reuses a stale array.
+    Two datasets share a cache entry only when this matches for every sample, so an edited file or
+    another path-less split (FER2013's CSV) of equal length never reuses a stale array.
     """
-    key = hashlib.sha256(f"{size}\n".encode() + "\n".join(str(s.path) for s in samples).encode()).hexdigest()[:20]
-    cached = cache_dir() / "arrays" / f"grey{size}_{key}.npy"
+    if sample.pixels is not None:
+        return "pixels:" + hashlib.sha256(np.ascontiguousarray(sample.pixels).tobytes()).hexdigest()[:16]
+    try:
+        stat = os.stat(sample.path)
+    except OSError:
+        return f"{sample.path}|missing"
+    return f"{sample.path}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def _crop(sample: Sample, size: int, in_chans: int) -> np.ndarray:
+    image = load_image(sample.pixels if sample.pixels is not None else sample.path)
+    if image.shape[:2] != (size, size):
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
+    return image if in_chans == 3 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+
+def load_crop_array(samples: list[Sample], size: int, in_chans: int = 1, use_cache: bool = True) -> np.ndarray:
+    """Return (N, size, size) grey or (N, size, size, 3) RGB uint8 crops, cached on disk.
+
+    The cache key hashes every sample's signature (``sample_signature``), the size and the channels.
+    """
+    if in_chans not in (1, 3):
+        raise ValueError(f"load_crop_array: in_chans must be 1 (grey) or 3 (RGB), got {in_chans}")
+    header = f"{size}\n{in_chans}\n".encode()
+    key = hashlib.sha256(header + "\n".join(sample_signature(s) for s in samples).encode()).hexdigest()[:20]
+    cached = cache_dir() / "arrays" / f"{'grey' if in_chans == 1 else 'rgb'}{size}_{key}.npy"
     if use_cache and cached.is_file():
         return np.load(cached)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        images = np.stack(list(pool.map(lambda sample: _grey(sample, size), samples)))
+        images = np.stack(list(pool.map(lambda sample: _crop(sample, size, in_chans), samples)))
     if use_cache:
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(f".{os.getpid()}.tmp.npy")

@@ -3,7 +3,7 @@
 Layout of a finished cache directory::
 
     manifest.json   format, root, reader options, detector, template, crop size, counts, version
-    crops.npy       uint8 (N, S, S) grey aligned crops (memory-mapped by ``load_prepared``)
+    crops.npy       uint8 (N, S, S) grey or (N, S, S, 3) RGB aligned crops (memory-mapped by ``load_prepared``)
     index.parquet   one row per crop: split, index (in its split), path, label, soft_<emotion>,
                     valence, arousal, subject, score, landmarks_from
     failures.csv    split, index, path, reason for every sample that gave no crop
@@ -16,7 +16,9 @@ the shards are joined into ``crops.npy`` and ``index.parquet``.
 Detection modes: ``none`` (images are already face crops framed like the template: resize),
 ``mtcnn``/``yunet`` (the largest detected face), ``box`` (the dataset's own face box, e.g.
 AffectNet's: the landmark detector runs inside the box, enlarged by ``BOX_MARGIN``; when it finds
-nothing, the dataset's own 68 landmarks are used if present).
+nothing, the dataset's own 68 landmarks are used if present). ``fallback="none"`` keeps a sample
+whose detector finds no face as a template-framed resize (``landmarks_from == "fallback"``): right
+for datasets of face crops already framed like the template (FER+, whose mean framing the template is).
 
 Example:
     >>> summary = prepare_dataset("affectnet", "data/AffectNet", "cache/affectnet48",
@@ -45,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from deepfever._version import __version__
+from deepfever.data.arrays import sample_signature
 from deepfever.data.formats import Sample, read_dataset
 from deepfever.data.labels import EMOTIONS
 from deepfever.errors import DeepFeverError, ImageReadError
@@ -57,6 +60,8 @@ logger = logging.getLogger(__name__)
 
 PREPARE_VERSION = 1
 DETECTION_MODES = ("mtcnn", "yunet", "none", "box")
+CHANNELS = ("grey", "rgb")
+FALLBACKS = ("", "none")
 BOX_MARGIN = 0.25
 """``box`` mode searches the dataset's box enlarged by this share of its size on every side."""
 SOFT_COLUMNS = tuple(f"soft_{name}" for name in EMOTIONS)
@@ -83,6 +88,8 @@ class PrepareSettings:
         detector_options: keyword arguments of the detector (``{"model_path": ...}`` for YuNet).
         box_detector: the landmark detector ``box`` mode runs inside each box.
         threads: torch threads of a detector (0: torch's default); worker processes use 1 each.
+        channels: ``grey`` (N, S, S) or ``rgb`` (N, S, S, 3) crops; a model's ``in_chans`` picks which it needs.
+        fallback: ``none`` turns a "no face" sample into a template-framed resize instead of a failure.
     """
 
     detector: str = "mtcnn"
@@ -93,10 +100,16 @@ class PrepareSettings:
     detector_options: dict[str, Any] = field(default_factory=dict)
     box_detector: str = "mtcnn"
     threads: int = 0
+    channels: str = "grey"
+    fallback: str = ""
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTION_MODES:
             raise ValueError(f"PrepareSettings: unknown detector {self.detector!r}; valid: {', '.join(DETECTION_MODES)}")
+        if self.channels not in CHANNELS:
+            raise ValueError(f"PrepareSettings: channels must be one of {', '.join(CHANNELS)}, got {self.channels!r}")
+        if self.fallback not in FALLBACKS:
+            raise ValueError(f"PrepareSettings: fallback must be '' (drop the sample) or 'none' (resize), got {self.fallback!r}")
         for name in ("size", "workers", "shard_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"PrepareSettings: {name} must be at least 1, got {getattr(self, name)}")
@@ -148,7 +161,7 @@ class FaceCropper:
         return detector
 
     def crop(self, sample: Sample) -> tuple[np.ndarray, float, str]:
-        """(crop (S, S) uint8, detector score, where the landmarks came from)."""
+        """(crop (S, S) or (S, S, 3) uint8, detector score, where the landmarks came from)."""
         from deepfever.faces.align import align_face
         from deepfever.io.images import load_image
 
@@ -158,9 +171,17 @@ class FaceCropper:
             image = load_image(sample.pixels if sample.pixels is not None else sample.path)
         except ImageReadError as error:
             raise _Failure(str(error)) from error
-        landmarks, score, source = self._landmarks(image, sample)
+        try:
+            landmarks, score, source = self._landmarks(image, sample)
+        except _Failure:
+            if not self.settings.fallback:
+                raise
+            from deepfever.faces.detect import PassThroughDetector
+
+            (face,) = PassThroughDetector(self.template).detect(image)
+            landmarks, score, source = face.landmarks, math.nan, "fallback"
         crop = align_face(image, landmarks, self.template)
-        return cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), score, source
+        return (crop if self.settings.channels == "rgb" else cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)), score, source
 
     def _landmarks(self, image: np.ndarray, sample: Sample) -> tuple[np.ndarray, float, str]:
         if self.mode != "box":
@@ -220,14 +241,18 @@ def _write_shard(cropper: FaceCropper, directory: Path, start: int, items: Seque
             row.update(crop=len(crops), score=score, landmarks_from=source, reason="")
             crops.append(crop)
         rows.append(row)
-    size = cropper.template.size
     stem = directory / f"{start:09d}-{start + len(items):09d}"
     with atomic_write(stem.with_suffix(".npy")) as tmp:
         with open(tmp, "wb") as handle:
-            np.save(handle, np.stack(crops) if crops else np.zeros((0, size, size), np.uint8))
+            np.save(handle, np.stack(crops) if crops else np.zeros((0, *crop_shape(cropper.settings)), np.uint8))
     with atomic_write(stem.with_suffix(".parquet")) as tmp:
         pd.DataFrame(rows).to_parquet(tmp, index=False)
     return len(crops), len(rows) - len(crops)
+
+
+def crop_shape(settings: PrepareSettings) -> tuple[int, ...]:
+    """Shape of one crop: (S, S) grey or (S, S, 3) RGB."""
+    return (settings.size, settings.size) if settings.channels == "grey" else (settings.size, settings.size, 3)
 
 
 _WORKER: dict[str, FaceCropper] = {}
@@ -281,12 +306,13 @@ def _identity(dataset_format: str, root: str, options: dict[str, Any], settings:
               template: dict[str, Any], items: list[tuple[str, int, Sample]]) -> dict[str, Any]:
     digest = hashlib.sha256()
     for split, index, sample in items:
-        digest.update(f"{split}\t{index}\t{sample.path}\n".encode())
+        digest.update(f"{split}\t{index}\t{sample_signature(sample)}\n".encode())
     identity = {
         "version": PREPARE_VERSION, "format": dataset_format, "root": str(Path(root).resolve()), "options": options,
         "detector": settings.detector, "detector_options": settings.detector_options,
         "box_detector": settings.box_detector if settings.detector == "box" else None,
-        "size": settings.size, "template": template, "samples": len(items), "sample_fingerprint": digest.hexdigest()[:20],
+        "size": settings.size, "channels": settings.channels, "fallback": settings.fallback,
+        "template": template, "samples": len(items), "sample_fingerprint": digest.hexdigest()[:20],
     }
     return json.loads(json.dumps(identity))  # as it reads back from the manifest (tuples become lists)
 
@@ -363,17 +389,17 @@ def _finish(cache: Path, identity: dict[str, Any], total: int, started: float) -
     covered = sum(stop - start for start, stop in done)
     summary = PrepareSummary(total, int((table["reason"] == "").sum()), len(failures), total - covered, time.perf_counter() - started)
     if summary.complete:
-        _join(cache, done, table, identity["size"])
+        _join(cache, done, table, crop_shape(PrepareSettings(size=identity["size"], channels=identity.get("channels", "grey"))))
     counts = {**summary.as_dict(), "per_split": {str(k): int(v) for k, v in table[table["reason"] == ""]["split"].value_counts().items()}}
     _write_json(cache / "manifest.json", {**identity, "complete": summary.complete, "counts": counts, "deepfever_version": __version__})
     logger.info("prepare: %s", json.dumps(summary.as_dict()))
     return summary
 
 
-def _join(cache: Path, done: list[tuple[int, int]], table: pd.DataFrame, size: int) -> None:
+def _join(cache: Path, done: list[tuple[int, int]], table: pd.DataFrame, shape: tuple[int, ...]) -> None:
     ok = table[table["reason"] == ""].drop(columns=["crop", "reason"]).reset_index(drop=True)
     with atomic_write(cache / "crops.npy") as tmp:
-        crops = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(ok), size, size))
+        crops = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(ok), *shape))
         position = 0
         for start, stop in done:
             part = np.load(cache / "shards" / f"{start:09d}-{stop:09d}.npy")

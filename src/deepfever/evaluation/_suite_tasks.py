@@ -38,7 +38,7 @@ def _template_offset(manifest_template: dict[str, Any], model_template: dict[str
 
 
 def load_entry(entry: SuiteEntry, model: ExpressionModel, own_classes: bool = False) -> tuple[np.ndarray, pd.DataFrame, list[str], list[str]]:
-    """Grey crops at the model's input size, their labels table, class names, and notes for the report.
+    """Crops at the model's input size, their labels table, class names, and notes for the report.
 
     ``own_classes`` keeps a class folder's own names (for probes); otherwise labels are ``EMOTIONS``.
     """
@@ -61,7 +61,7 @@ def load_entry(entry: SuiteEntry, model: ExpressionModel, own_classes: bool = Fa
             notes.append(f"cache crops are {crops.shape[1]} px, resized to the model's {size} px")
             crops = np.stack([cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA) for crop in crops]) if len(crops) else crops
         return crops, frame, class_names, notes
-    from deepfever.data.arrays import load_grey_array
+    from deepfever.data.arrays import load_crop_array
     from deepfever.data.formats import read_dataset
     from deepfever.data.formats.generic import folder_class_names
 
@@ -76,13 +76,11 @@ def load_entry(entry: SuiteEntry, model: ExpressionModel, own_classes: bool = Fa
         "path": [s.path or "" for s in samples], "label": [s.label for s in samples],
         "valence": [s.valence for s in samples], "arousal": [s.arousal for s in samples], "subject": [s.subject for s in samples],
     })
-    return load_grey_array(samples, size), frame, list(options.get("class_names") or EMOTIONS), notes
+    return load_crop_array(samples, size), frame, list(options.get("class_names") or EMOTIONS), notes
 
 
 def predict(model: ExpressionModel, crops: np.ndarray, suite: Suite, device: str) -> dict[str, np.ndarray]:
-    """``predict_arrays`` on grey crops, repeated to RGB for 3-channel models."""
-    if model.config.in_chans == 3:
-        crops = np.repeat(crops[..., None], 3, axis=-1)
+    """``predict_arrays`` on grey or RGB crops (``crops_to_tensor`` converts them to the model's channels)."""
     return predict_arrays(model, crops, suite.batch_size, suite.flip_tta, device)
 
 
@@ -183,6 +181,22 @@ def probe_task(model: ExpressionModel, entry: SuiteEntry, suite: Suite, device: 
             "classification": {"pooled": report["pooled"]}, "protocol": report["protocol"], "notes": notes}
 
 
+def zero_shot_task(model: ExpressionModel, entry: SuiteEntry, suite: Suite, device: str) -> dict[str, Any]:
+    from deepfever.evaluation.transfer import zero_shot_summary
+
+    crops, frame, _, notes = load_entry(entry, model)
+    labels = frame["label"].to_numpy()
+    class_names = list(model.config.class_names)
+    evaluated = entry.classes or tuple(class_names[label] for label in sorted(set(labels[labels >= 0])))
+    outputs = predict(model, crops, suite, device)
+    summary = zero_shot_summary(outputs["probabilities"], labels, class_names, evaluated)
+    notes.append(f"argmax over all {len(class_names)} outputs, {model.config.output_prior} prior, classes {', '.join(evaluated)}")
+    return {"headline": {"metric": "zero_shot_accuracy", "value": summary["accuracy"]}, "n": summary["n"],
+            "metrics": {"accuracy": summary["accuracy"], "macro_f1": summary["macro_f1"],
+                        **{f"recall_{name}": value for name, value in summary["per_class_recall"].items()}},
+            "classification": {"zero-shot": summary}, "notes": notes}
+
+
 TASK_FUNCTIONS: dict[str, Callable[..., dict[str, Any]]] = {
-    "emotion": emotion_task, "ferplus": ferplus_task, "fec": fec_task, "probe": probe_task,
+    "emotion": emotion_task, "ferplus": ferplus_task, "fec": fec_task, "probe": probe_task, "zero_shot": zero_shot_task,
 }

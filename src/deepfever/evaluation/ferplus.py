@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from deepfever.data.arrays import load_grey_array
+from deepfever.data.arrays import load_crop_array
 from deepfever.data.formats import read_dataset
 from deepfever.evaluation.metrics import classification_summary
 from deepfever.evaluation.predict import predict_arrays
@@ -19,7 +19,7 @@ def evaluate_ferplus(model: ExpressionModel, root: str, split: str = "valid", fl
     if split not in dataset:
         raise FileNotFoundError(f"evaluate_ferplus: split {split!r} not found under {root}")
     samples = dataset[split].samples
-    crops = load_grey_array(samples, model.config.input_size)
+    crops = load_crop_array(samples, model.config.input_size, model.config.in_chans)
     truth = np.array([sample.label for sample in samples])
     probabilities = predict_arrays(model, crops, flip_tta=flip_tta, device=device)["probabilities"]
     summary = classification_summary(truth, probabilities.argmax(1), model.config.class_names)

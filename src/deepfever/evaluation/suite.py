@@ -9,6 +9,8 @@ Tasks (``task:`` of an entry):
 * ``fec``: Google FEC triplet accuracy, overall and per triplet type (the odd one out is the face
   outside the closest pair of expression vectors).
 * ``probe``: cross-validated linear probe of the frozen vectors (CK+, JAFFE, RAF-DB, any class folder).
+* ``zero_shot``: the emotion head on a dataset it never trained on, over the ``classes`` it shares with
+  ours (argmax over all outputs; per-class recall and confusion matrix), e.g. CK+48's 6 classes.
 
 An entry reads crops from a ``prepared`` cache (``deepfever data prepare``; needed for photos,
 e.g. AffectNet with ``--detector box``) or from ``root`` + ``format`` for datasets whose images are
@@ -35,7 +37,7 @@ from deepfever.errors import DeepFeverError
 
 logger = logging.getLogger(__name__)
 
-TASKS = ("emotion", "ferplus", "fec", "probe")
+TASKS = ("emotion", "ferplus", "fec", "probe", "zero_shot")
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,8 @@ class SuiteEntry:
     """One dataset and the task to run on it (see the module docstring).
 
     ``split`` picks one split (all pooled when None; ``ferplus`` defaults to ``valid``, ``fec`` to
-    ``test``); ``options`` go to the dataset reader; ``folds`` is the probe's cross-validation.
+    ``test``); ``options`` go to the dataset reader; ``folds`` is the probe's cross-validation;
+    ``classes`` are the classes a ``zero_shot`` entry scores (empty: every labelled class present).
     """
 
     name: str
@@ -54,14 +57,16 @@ class SuiteEntry:
     split: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     folds: int = 10
+    classes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", tuple(self.classes))
         where = f"suite entry {self.name!r}"
         if self.task not in TASKS:
             raise ValueError(f"{where}: unknown task {self.task!r}; valid: {', '.join(TASKS)}")
         if self.task in ("ferplus", "fec") and self.root is None:
             raise ValueError(f"{where}: task {self.task} needs root: the dataset folder")
-        if self.task in ("emotion", "probe") and self.prepared is None and (self.root is None or self.format is None):
+        if self.task in ("emotion", "probe", "zero_shot") and self.prepared is None and (self.root is None or self.format is None):
             raise ValueError(f"{where}: task {self.task} needs prepared: <cache dir>, or root: and format:")
 
     def data_paths(self) -> list[Path]:

@@ -7,6 +7,7 @@ from typing import Any
 from deepfever.data.labels import EMOTIONS
 
 HEADS = ("emotion", "valence_arousal")
+OUTPUT_PRIORS = ("train", "uniform")
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,11 @@ class ModelConfig:
     ``template`` is the 5-point alignment template (``{"size": S, "landmarks": [[x, y] * 5]}``) that
     the face pipeline must warp faces to; ``trained_heads`` lists the heads whose outputs mean
     something (an untrained head is never reported).
+
+    ``class_prior`` is the emotion distribution of the training data. A model trained with a
+    logit-adjusted loss (``logit_adjustment`` = tau > 0) has raw logits for *uniform* classes; one
+    trained without it has logits for the training prior. ``output_prior`` (``train`` or ``uniform``)
+    is what probabilities report by default; ``deepfever.models.prior`` converts between the two.
     """
 
     arch: str
@@ -28,6 +34,15 @@ class ModelConfig:
     class_names: tuple[str, ...] = EMOTIONS
     trained_heads: tuple[str, ...] = ()
     template: dict[str, Any] | None = None
+    class_prior: tuple[float, ...] | None = None
+    logit_adjustment: float = 0.0
+    output_prior: str = "train"
+
+    def __post_init__(self) -> None:
+        if self.output_prior not in OUTPUT_PRIORS:
+            raise ValueError(f"ModelConfig: output_prior must be one of {', '.join(OUTPUT_PRIORS)}, got {self.output_prior!r}")
+        if self.class_prior is not None and len(self.class_prior) != len(self.class_names):
+            raise ValueError(f"ModelConfig: class_prior has {len(self.class_prior)} values for {len(self.class_names)} classes")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -41,6 +56,9 @@ class ModelConfig:
             "class_names": list(self.class_names),
             "trained_heads": list(self.trained_heads),
             "template": self.template,
+            "class_prior": list(self.class_prior) if self.class_prior is not None else None,
+            "logit_adjustment": self.logit_adjustment,
+            "output_prior": self.output_prior,
         }
 
     @classmethod
@@ -48,6 +66,8 @@ class ModelConfig:
         values = dict(data)
         values["class_names"] = tuple(values.get("class_names", EMOTIONS))
         values["trained_heads"] = tuple(values.get("trained_heads", ()))
+        if values.get("class_prior") is not None:
+            values["class_prior"] = tuple(float(value) for value in values["class_prior"])
         unknown = set(values) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"ModelConfig.from_dict: unknown keys {sorted(unknown)}")

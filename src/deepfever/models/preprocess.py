@@ -30,6 +30,8 @@ def crops_to_tensor(crops: np.ndarray, config: ModelConfig) -> torch.Tensor:
         )
     tensor = torch.from_numpy(np.ascontiguousarray(array)) / 255.0
     tensor = tensor.unsqueeze(1) if tensor.ndim == 3 else tensor.permute(0, 3, 1, 2)
+    if tensor.shape[1] != config.in_chans:
+        tensor = tensor.expand(-1, config.in_chans, -1, -1)  # grey crops for an RGB model
     return normalize(tensor, config)
 
 

@@ -7,10 +7,13 @@ over all processes and accumulation steps, so a run means the same on 1 CPU or 8
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from deepfever.training.augment import AugmentConfig
+
+CHANNELS = {"grey": 1, "rgb": 3}
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,8 @@ class ModelSection:
     the same architecture, e.g. to fine-tune the bundled model with the recipe. ``backbone_init`` (a
     local ImageNet- or face-pretrained state-dict file; ``resnet*`` and ``timm``) starts the backbone
     only; it is recorded in the run's provenance, not in the exported model, which loads without it.
+    ``input_size`` is the crop side (the alignment template is scaled to it) and ``channels`` the
+    colour mode (``grey`` or ``rgb``) of the crops the model is trained on and later fed.
     """
 
     arch: str = "fevernet_s"
@@ -28,13 +33,58 @@ class ModelSection:
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     init_from: str = ""
     backbone_init: str = ""
+    input_size: int = 48
+    channels: str = "grey"
+
+    def __post_init__(self) -> None:
+        if self.embedding_dim < 1:
+            raise ValueError(f"model.embedding_dim must be at least 1, got {self.embedding_dim}")
+        if self.input_size < 16:
+            raise ValueError(f"model.input_size must be at least 16 pixels, got {self.input_size}")
+        if self.channels not in CHANNELS:
+            raise ValueError(f"model.channels must be one of {', '.join(CHANNELS)}, got {self.channels!r}")
+
+    @property
+    def in_chans(self) -> int:
+        return CHANNELS[self.channels]
 
 
 @dataclass(frozen=True)
-class DataSection:
+class FacePathFields:
+    """How a dataset's images become crops, the way ``Extractor`` makes them.
+
+    ``detector`` ``none`` takes images as face crops framed like the template and resizes them;
+    ``mtcnn``/``yunet`` detect and align each face; ``box`` aligns inside the dataset's own face boxes
+    (AffectNet, ExpW). Anything but ``none`` goes through a ``data prepare`` cache built once (and
+    resumed if interrupted) under ``$DEEPFEVER_CACHE/prepared``. ``fallback: none`` keeps a crop
+    whose detector finds no face as a resize instead of dropping it.
+    """
+
+    detector: str = "none"
+    fallback: str = ""
+
+    def _check_face_path(self, where: str) -> None:
+        from deepfever.data.prepare import DETECTION_MODES, FALLBACKS
+
+        if self.detector not in DETECTION_MODES:
+            raise ValueError(f"{where}.detector must be one of {', '.join(DETECTION_MODES)}, got {self.detector!r}")
+        if self.fallback not in FALLBACKS:
+            raise ValueError(f"{where}.fallback must be '' or 'none', got {self.fallback!r}")
+
+
+SELECTION = ("holdout", "valid", "last")
+
+
+@dataclass(frozen=True)
+class DataSection(FacePathFields):
     """Which dataset trains and which selects the model; ``limit_*`` > 0 keep the first N (smoke tests).
 
     ``ratio`` is this training split's share of each batch when ``sources`` are mixed in.
+    ``select_on``: ``holdout`` keeps ``holdout`` (a share) of the training split out of training,
+    drawn once with ``holdout_seed``, and picks the epoch on it, so ``valid_split`` is scored once on
+    the exported model, as a number no choice was made on; ``valid`` picks on ``valid_split``
+    (then its score is optimistic); ``last`` exports the last epoch (the held-out slice is then
+    only scored per epoch, for the curves).
     """
 
     format: str = "ferplus"
@@ -45,18 +95,35 @@ class DataSection:
     limit_train: int = 0
     limit_valid: int = 0
     ratio: float = 1.0
+    select_on: str = "valid"
+    holdout: float = 0.1
+    holdout_seed: int = 0
+
+    def __post_init__(self) -> None:
+        self._check_face_path("data")
+        if self.limit_train < 0 or self.limit_valid < 0:
+            raise ValueError(f"data.limit_train and data.limit_valid must be 0 (all) or more, got {self.limit_train}, {self.limit_valid}")
+        if self.select_on not in SELECTION:
+            raise ValueError(f"data.select_on must be one of {', '.join(SELECTION)}, got {self.select_on!r}")
+        if self.select_on != "valid" and not 0 < self.holdout < 0.5:
+            raise ValueError(f"data.holdout must lie in (0, 0.5) when select_on is {self.select_on}, got {self.holdout}")
+        if not (self.ratio >= 0 and math.isfinite(self.ratio)):
+            raise ValueError(f"data.ratio must be a finite number >= 0, got {self.ratio}")
 
 
 @dataclass(frozen=True)
-class SourceSection:
+class SourceSection(FacePathFields):
     """One more dataset mixed into every batch: a ``read_dataset`` format or a ``glob`` of unlabelled faces.
+
+    ``detector``/``fallback`` choose the face path as for ``data`` (a ``glob`` source is resized: use
+    ``format: images`` with a ``root`` folder to detect and align unlabelled faces).
 
     ``triplets`` > 0 turns the source into vote triplets (FER+-style rater distributions): that many
     are sampled once with ``triplet_margin`` and the run's seed, and the source's unit becomes a
     triplet (3 images). ``ratio`` is its share of each batch's images.
     """
 
-    name: str
+    name: str = ""
     ratio: float = 1.0
     format: str = ""
     root: str = ""
@@ -68,6 +135,13 @@ class SourceSection:
     triplet_margin: float = 0.2
 
     def __post_init__(self) -> None:
+        self._check_face_path(f"sources[{self.name}]")
+        if not self.name:
+            raise ValueError("SourceSection: every source needs a name")
+        if self.glob and self.detector != "none":
+            raise ValueError(f"SourceSection {self.name!r}: a glob source is resized; use format: images with root: FOLDER to detect faces")
+        if self.limit < 0 or self.triplets < 0 or not (self.ratio >= 0 and math.isfinite(self.ratio)):
+            raise ValueError(f"SourceSection {self.name!r}: limit, triplets and ratio must be >= 0 (got {self.limit}, {self.triplets}, {self.ratio})")
         if bool(self.format) == bool(self.glob):
             raise ValueError(f"SourceSection {self.name!r}: set exactly one of format (a dataset format) or glob (image files)")
         if self.triplets and not self.format:
@@ -76,15 +150,32 @@ class SourceSection:
 
 @dataclass(frozen=True)
 class LossSection:
-    """Weight of each loss term (0 = off) and the FEC triplet margins."""
+    """Weight of each loss term (0 = off) and the FEC triplet margins.
+
+    ``logit_adjust`` = tau > 0 trains the emotion head for balanced classes: the cross-entropy (and
+    the distillation KL) see ``logits + tau * log(training prior)``, so the raw logits the model
+    keeps are those of uniform classes (Menon et al., ICLR 2021). The prior is the mean soft target
+    of the ``data`` training split, recorded in the exported model with ``output_prior`` as the
+    default prior of its probabilities.
+    """
 
     soft_ce: float = 1.0
+    logit_adjust: float = 0.0
+    output_prior: str = "uniform"
     ccc: float = 0.0
     triplet: float = 0.0
     distill_kl: float = 0.0
     distill_embedding: float = 0.0
     one_class_margin: float = 0.1
     multi_class_margin: float = 0.2
+
+    def __post_init__(self) -> None:
+        for name in ("soft_ce", "logit_adjust", "ccc", "triplet", "distill_kl", "distill_embedding"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"loss.{name} must be a finite number >= 0, got {value}")
+        if self.output_prior not in ("train", "uniform"):
+            raise ValueError(f"loss.output_prior must be train or uniform, got {self.output_prior!r}")
 
 
 @dataclass(frozen=True)
@@ -105,6 +196,14 @@ class OptimSection:
     weight_decay: float = 5e-4
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in ("lr", "momentum", "weight_decay", "warmup_epochs", "min_lr_ratio"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"optim.{name} must be a finite number >= 0, got {value}")
+        if self.lr == 0:
+            raise ValueError("optim.lr must be > 0")
 
 
 @dataclass(frozen=True)
@@ -136,6 +235,11 @@ class TrainConfig:
     export_name: str = "model"
 
     def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "accumulate_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.steps_per_epoch < 0 or self.checkpoint_every_steps < 0 or self.eval_triplets < 0:
+            raise ValueError("steps_per_epoch, checkpoint_every_steps and eval_triplets must be 0 (off/auto) or more")
         # load_config leaves list items as plain mappings; build them here so a bad key names itself.
         known = {item.name for item in fields(SourceSection)}
         built = []

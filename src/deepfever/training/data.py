@@ -1,6 +1,6 @@
 """Training data in memory: every source decoded once into uint8 arrays, batches assembled by index.
 
-A source holds images (N, S, S), soft emotion targets (N, 8; NaN rows where a face has no label),
+A source holds images (N, S, S) or (N, S, S, 3), soft emotion targets (N, 8; NaN rows where a face has no label),
 valence/arousal (N, 2; NaN where absent) and optionally triplets over its images, in which case
 the sampler draws triplets (3 images each) instead of single images.
 """
@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import glob as globbing
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from deepfever.data.arrays import load_grey_array
-from deepfever.data.formats import NO_LABEL, Sample, read_dataset
+from deepfever.data.arrays import load_crop_array
+from deepfever.data.formats import NO_LABEL, Sample
+from deepfever.data.splits import SplitArrays, load_split, sample_targets
 from deepfever.data.triplets import TripletSet, vote_triplets
 from deepfever.training.config import DataSection, SourceSection
 
@@ -30,6 +31,7 @@ class SourceArrays:
     soft: np.ndarray
     valence_arousal: np.ndarray
     triplets: TripletSet | None = None
+    face_path: dict = field(default_factory=dict)
 
     @property
     def units(self) -> int:
@@ -45,43 +47,58 @@ class SourceArrays:
         return f"{self.name}: {len(self.images)} images ({labelled} with emotion targets){extra}"
 
 
-def samples_to_arrays(name: str, samples: Sequence[Sample], size: int, classes: int = 8) -> SourceArrays:
-    """Decode ``samples`` (cached) and collect their targets; missing labels become NaN rows."""
-    soft = np.full((len(samples), classes), np.nan, dtype=np.float32)
-    for row, sample in enumerate(samples):
-        if sample.soft_label is not None:
-            soft[row] = sample.soft_label
-        elif sample.label != NO_LABEL:
-            soft[row] = np.eye(classes, dtype=np.float32)[sample.label]
-    valence_arousal = np.array([[sample.valence, sample.arousal] for sample in samples], dtype=np.float32).reshape(-1, 2)
-    return SourceArrays(name, load_grey_array(list(samples), size), soft, valence_arousal)
+def holdout_rows(count: int, share: float, seed: int) -> np.ndarray:
+    """Row mask of the fixed held-out slice of a training split (same rows for every run with ``seed``)."""
+    chosen = np.random.default_rng(seed).permutation(count)[: int(round(count * share))]
+    mask = np.zeros(count, bool)
+    mask[chosen] = True
+    return mask
 
 
-def load_primary(data: DataSection, size: int) -> SourceArrays:
-    """The ``data`` section's training split (FER+ keeps no-majority images as soft targets)."""
+def load_primary(data: DataSection, size: int, in_chans: int = 1) -> tuple[SourceArrays, SplitArrays | None]:
+    """The ``data`` section's training split (FER+ keeps no-majority images as soft targets), and the
+    held-out slice (kept out of training) that selects (``holdout``) or monitors (``last``) epochs."""
     options = {"keep_ambiguous": data.keep_ambiguous} if data.format == "ferplus" else {}
-    samples = read_dataset(data.format, data.root, **options)[data.train_split].samples
-    return samples_to_arrays(f"{data.format}:{data.train_split}", samples[: data.limit_train or None], size)
+    train = load_split(data.format, data.root, options, data.train_split, data.detector, data.fallback, size, in_chans, data.limit_train)
+    name = f"{data.format}:{data.train_split}"
+    held_out = None
+    if data.select_on != "valid":
+        mask = holdout_rows(len(train.images), data.holdout, data.holdout_seed)
+        # Selection scores hard labels; FER+ no-majority images keep training but never select.
+        held_out = train.take(np.flatnonzero(mask & (train.labels != NO_LABEL)))
+        train = train.take(np.flatnonzero(~mask))
+        name += f" minus {int(mask.sum())} held out (seed {data.holdout_seed})"
+    return SourceArrays(name, train.images, train.soft, train.valence_arousal, face_path=train.face_path), held_out
 
 
-def load_source(source: SourceSection, size: int, seed: int) -> SourceArrays:
+def load_source(source: SourceSection, size: int, seed: int, in_chans: int = 1) -> SourceArrays:
     """One mixed-in source: a dataset split (optionally as vote triplets) or a glob of unlabelled faces."""
     if source.glob:
         paths = sorted(globbing.glob(str(Path(source.glob).expanduser())))
         if not paths:
             raise FileNotFoundError(f"load_source: source {source.name!r} matched no files with glob {source.glob!r}")
-        samples = [Sample(path=path) for path in paths]
+        samples = [Sample(path=path) for path in paths][: source.limit or None]
+        soft, valence_arousal, _ = sample_targets(samples)
+        arrays = SourceArrays(source.name, load_crop_array(samples, size, in_chans), soft, valence_arousal,
+                              face_path={"detector": "none", "size": size})
     else:
-        splits = read_dataset(source.format, source.root, **source.options)
-        if source.split not in splits:
-            raise ValueError(f"load_source: source {source.name!r} has no split {source.split!r}; found {sorted(splits)}")
-        samples = splits[source.split].samples
-    arrays = samples_to_arrays(source.name, samples[: source.limit or None], size)
+        split = load_split(source.format, source.root, source.options, source.split, source.detector, source.fallback, size, in_chans,
+                           source.limit)
+        arrays = SourceArrays(source.name, split.images, split.soft, split.valence_arousal, face_path=split.face_path)
     if source.triplets:
         if np.isnan(arrays.soft).any():
             raise ValueError(f"load_source: source {source.name!r} has images without vote distributions; triplets need them all")
         arrays.triplets = vote_triplets(arrays.soft, source.triplets, seed=seed, margin=source.triplet_margin)
     return arrays
+
+
+def class_prior(soft: np.ndarray) -> np.ndarray:
+    """Mean soft target over labelled rows: the class distribution a loss without re-balancing learns."""
+    labelled = soft[~np.isnan(soft[:, 0])]
+    if not len(labelled):
+        raise ValueError("class_prior: the training split has no emotion targets; logit adjustment needs them")
+    prior = labelled.mean(axis=0)
+    return prior / prior.sum()
 
 
 def assemble(sources: Sequence[SourceArrays], indices: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:

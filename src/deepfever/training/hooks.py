@@ -102,9 +102,9 @@ def plot_curves(rows: list[dict[str, float]], path: Path) -> None:
     loss_axis.set(title="training loss terms", xlabel="epoch")
     loss_axis.legend()
     accuracy_axis.plot(epochs, [row["train_accuracy"] for row in rows], marker="o", label="train (augmented)")
-    accuracy_axis.plot(epochs, [row["valid_accuracy"] for row in rows], marker="o", label="valid (majority)")
-    if "valid_triplet_accuracy" in rows[-1]:
-        accuracy_axis.plot(epochs, [row.get("valid_triplet_accuracy", math.nan) for row in rows], marker="o", label="valid triplets")
+    for key in rows[-1]:  # the epoch-scoring split: valid, or the held-out slice of the training split
+        if key.endswith("_accuracy") and not key.startswith("train_"):
+            accuracy_axis.plot(epochs, [row.get(key, math.nan) for row in rows], marker="o", label=key[: -len("_accuracy")])
     accuracy_axis.set(title="accuracy", xlabel="epoch", ylim=(0, 1))
     accuracy_axis.legend()
     figure.tight_layout()

@@ -29,8 +29,7 @@ import yaml
 
 from deepfever._version import __version__, source_revision
 from deepfever.config import config_to_dict
-from deepfever.data.arrays import load_grey_array
-from deepfever.data.formats import read_dataset
+from deepfever.data.formats import NO_LABEL
 from deepfever.data.labels import EMOTIONS
 from deepfever.data.sampling import MixingSampler, allocate
 from deepfever.data.triplets import vote_triplets
@@ -38,11 +37,12 @@ from deepfever.evaluation.metrics import classification_summary
 from deepfever.evaluation.predict import predict_arrays
 from deepfever.evaluation.triplets import triplet_accuracy
 from deepfever.io.atomic import atomic_write
-from deepfever.models import HEADS, ModelConfig, save_model
+from deepfever.models import HEADS, ModelConfig, load_model, save_model
 from deepfever.models.preprocess import normalize
 from deepfever.training.augment import augment_batch
 from deepfever.training.config import TrainConfig
-from deepfever.training.data import assemble, has_labels, load_primary, load_source, steps_per_epoch
+from deepfever.data.splits import SplitArrays, load_split
+from deepfever.training.data import assemble, class_prior, has_labels, load_primary, load_source, steps_per_epoch
 from deepfever.training.distributed import DistributedContext, init_distributed
 from deepfever.training.hooks import CheckpointHook, EvaluationHook, GpuUtilisationHook, Hook, read_metrics
 from deepfever.training.monitor import UtilisationMeter, read_gpu_utilisation
@@ -96,11 +96,29 @@ def _schedule(config: TrainConfig, steps_per_epoch: int):
 
 
 def _export(model: torch.nn.Module, model_config: ModelConfig, path: Path, info: dict[str, Any]) -> None:
-    """Save the selected model with the alignment template that matches the training framing."""
+    """Save the selected model with the alignment template (scaled to its input) that framed its training crops."""
     from deepfever.faces.template import load_default_template
 
-    model.config = replace(model_config, template=load_default_template().to_dict())
+    model.config = replace(model_config, template=load_default_template().scaled(model_config.input_size).to_dict())
     save_model(model, path, info)
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        return {key: value for name, child in tree.items() for key, value in _flatten(child, f"{prefix}{name}.").items()}
+    return {prefix.rstrip("."): tree}
+
+
+def _check_same_config(config: TrainConfig, checkpoint: Path) -> None:
+    """``--resume`` continues the run the checkpoint belongs to; another config would silently mix two runs."""
+    recorded = json.loads(checkpoint.with_suffix(".json").read_text()).get("config")
+    if recorded is None:
+        return  # checkpoints written before configs were recorded in them
+    mine, theirs = _flatten(config_to_dict(config)), _flatten(json.loads(json.dumps(recorded)))
+    differing = sorted(key for key in set(mine) | set(theirs) if mine.get(key) != theirs.get(key))
+    if differing:
+        raise ValueError(f"train: --resume with a config that differs from the checkpoint's in {', '.join(differing)}; "
+                         "resume with the run's own config.yaml, or start a new output_dir")
 
 
 class Trainer:
@@ -112,6 +130,8 @@ class Trainer:
         self.last_checkpoint = self.output / "checkpoints" / "last.safetensors"
         if resume and not self.last_checkpoint.is_file():
             raise FileNotFoundError(f"train: --resume asked for {self.last_checkpoint}, which does not exist")
+        if resume:
+            _check_same_config(config, self.last_checkpoint)
         if not resume and self.output.exists() and any(self.output.iterdir()) and not overwrite:
             raise FileExistsError(f"train: {self.output} already holds a run; pass --resume to continue it or --overwrite to replace it")
         context.barrier()  # every rank has checked the output folder before rank 0 writes into it
@@ -120,21 +140,26 @@ class Trainer:
         torch.manual_seed(config.seed)  # model initialisation: identical on every rank
         self.device = context.device
         self.environment = environment_report(self.device, context.world_size)  # the code and machine this run started on
-        if context.is_main:
-            self.output.mkdir(parents=True, exist_ok=True)
-            with atomic_write(self.output / "config.yaml") as tmp:
-                tmp.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
-            with atomic_write(self.output / "environment.json") as tmp:
-                tmp.write_text(json.dumps(self.environment, indent=2))
 
-        self.model_config = ModelConfig(arch=config.model.arch, embedding_dim=config.model.embedding_dim,
-                                        arch_kwargs=dict(config.model.arch_kwargs), trained_heads=trained_heads(config.loss))
-        size = self.model_config.input_size
-        self.sources = [load_primary(config.data, size)] + [load_source(source, size, config.seed) for source in config.sources]
-        self.valid_images, self.valid_labels, self.valid_triplets = self._load_valid(size)
+        size, in_chans = config.model.input_size, config.model.in_chans
+        primary, held_out = load_primary(config.data, size, in_chans)
+        self.sources = [primary] + [load_source(source, size, config.seed, in_chans) for source in config.sources]
+        prior = class_prior(primary.soft) if config.loss.logit_adjust else None
+        self.model_config = ModelConfig(
+            arch=config.model.arch, embedding_dim=config.model.embedding_dim, arch_kwargs=dict(config.model.arch_kwargs),
+            trained_heads=trained_heads(config.loss), input_size=size, in_chans=in_chans,
+            class_prior=tuple(float(p) for p in prior) if prior is not None else None,
+            logit_adjustment=config.loss.logit_adjust, output_prior=config.loss.output_prior if prior is not None else "train",
+        )
+        self.valid = self._load_valid(size, in_chans)
+        # The split that picks the epoch: the held-out slice of the training split, or valid_split itself.
+        self.selection_name = "holdout" if held_out is not None else config.data.valid_split
+        self.selection = held_out if held_out is not None else self.valid
+        self.selection_triplets = self._triplets(self.selection)
         for source in self.sources:
             logger.info("train source %s", source.describe())
-        logger.info("valid %d images; device %s; %d process(es)", len(self.valid_images), self.device, context.world_size)
+        logger.info("select on %s (%d images), report %s (%d images); device %s; %d process(es)", self.selection_name,
+                    len(self.selection.images), config.data.valid_split, len(self.valid.images), self.device, context.world_size)
 
         per_micro_batch, remainder = divmod(config.batch_size, context.world_size * config.accumulate_steps)
         if remainder or per_micro_batch < 1:
@@ -168,7 +193,8 @@ class Trainer:
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if config.compile:
             forward_model = torch.compile(forward_model)
-        self.task = ExpressionTask(forward_model, config.loss, config.distill, self.model_config, teacher)
+        self.task = ExpressionTask(forward_model, config.loss, config.distill, self.model_config, teacher,
+                                   torch.from_numpy(prior) if prior is not None else None)
         self.terms = ("loss", *active_terms(config.loss))
         self.hooks: list[Hook] = [EvaluationHook(), CheckpointHook(config.checkpoint_every_steps)]
         if self.device.type == "cuda":
@@ -180,6 +206,13 @@ class Trainer:
         self.epoch_totals = self._empty_totals()
         if resume:
             self._restore()
+        if context.is_main:
+            # Only now that data, model and teacher loaded: a run that cannot start leaves no folder behind.
+            self.output.mkdir(parents=True, exist_ok=True)
+            with atomic_write(self.output / "config.yaml") as tmp:
+                tmp.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+            with atomic_write(self.output / "environment.json") as tmp:
+                tmp.write_text(json.dumps(self.environment, indent=2))
 
     @property
     def epoch(self) -> int:
@@ -189,15 +222,28 @@ class Trainer:
     def _empty_totals(self) -> dict[str, float]:
         return {**{term: 0.0 for term in self.terms}, "steps": 0, "correct": 0, "labelled": 0, "seconds": 0.0}
 
-    def _load_valid(self, size: int):
+    def _load_valid(self, size: int, in_chans: int) -> SplitArrays:
+        """The validation split's majority-labelled crops, through the training data's face path."""
         data = self.config.data
-        samples = read_dataset(data.format, data.root)[data.valid_split].samples[: data.limit_valid or None]
-        images = load_grey_array(samples, size)
-        labels = np.array([sample.label for sample in samples], dtype=np.int64)
-        triplets = None
-        if self.config.eval_triplets:
-            triplets = vote_triplets(np.stack([sample.soft_label for sample in samples]), self.config.eval_triplets, seed=self.config.seed)
-        return images, labels, triplets
+        options = {"keep_ambiguous": data.keep_ambiguous} if data.format == "ferplus" else {}
+        valid = load_split(data.format, data.root, options, data.valid_split, data.detector, data.fallback, size, in_chans,
+                           data.limit_valid)
+        return valid.take(np.flatnonzero(valid.labels != NO_LABEL))
+
+    def _triplets(self, split: SplitArrays):
+        """Vote triplets over a split's rater distributions (``eval_triplets`` of them), or None."""
+        if not self.config.eval_triplets:
+            return None
+        return vote_triplets(split.soft, self.config.eval_triplets, seed=self.config.seed)
+
+    def score(self, model: torch.nn.Module, split: SplitArrays, triplets) -> dict[str, Any]:
+        """Majority-label accuracy, macro-F1 (and vote-triplet accuracy) of ``model`` on ``split``."""
+        prediction = predict_arrays(model, split.images, flip_tta=self.config.eval_flip_tta, device=self.device)
+        summary = classification_summary(split.labels, prediction["probabilities"].argmax(1), EMOTIONS)
+        result: dict[str, Any] = {key: summary[key] for key in ("n", "accuracy", "macro_f1")}
+        if triplets is not None:
+            result["vote_triplets"] = triplet_accuracy(prediction["embedding"], triplets)
+        return result
 
     def _restore(self) -> None:
         document = load_training_state(self.last_checkpoint, self.model, self.optimizer, self.scheduler)
@@ -217,7 +263,8 @@ class Trainer:
         torch.manual_seed(step_seed(self.config.seed + 1, slot))  # dropout
         batch = assemble(self.sources, next(self.sampler))
         # uint8 to the device first: a quarter of the bytes to copy, and the GPU does the augmentation.
-        images = batch.pop("images").to(self.device, non_blocking=True).unsqueeze(1).float().div_(255.0)
+        images = batch.pop("images").to(self.device, non_blocking=True)
+        images = (images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)).float().div_(255.0)
         images = augment_batch(images, self.config.augment, generator)
         batch["images"] = normalize(images, self.model_config).contiguous(memory_format=torch.channels_last)
         return {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
@@ -257,24 +304,24 @@ class Trainer:
         return result
 
     def evaluate_and_select(self) -> dict[str, float]:
-        """Score the epoch's model on the validation split; export it if it is the best so far."""
+        """Score the epoch's model on the selection split; export it if it is the best so far (or the last)."""
         config, totals = self.config, self.epoch_totals
-        prediction = predict_arrays(self.model, self.valid_images, flip_tta=config.eval_flip_tta, device=self.device)
-        summary = classification_summary(self.valid_labels, prediction["probabilities"].argmax(1), EMOTIONS)
+        scores = self.score(self.model, self.selection, self.selection_triplets)
+        prefix = self.selection_name
         row = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"]}
         row.update({f"train_{name}": totals[name] / max(1, totals["steps"]) for name in self.terms})
         row.update({"train_accuracy": totals["correct"] / max(1, totals["labelled"]),
-                    "valid_accuracy": summary["accuracy"], "valid_macro_f1": summary["macro_f1"]})
-        metrics: dict[str, Any] = {f"{config.data.format}_{config.data.valid_split}": {k: summary[k] for k in ("n", "accuracy", "macro_f1")}}
-        if self.valid_triplets is not None:
-            triplets = triplet_accuracy(prediction["embedding"], self.valid_triplets)
-            row["valid_triplet_accuracy"] = triplets["accuracy"]
-            metrics[f"{config.data.format}_{config.data.valid_split}_vote_triplets"] = triplets
+                    f"{prefix}_accuracy": scores["accuracy"], f"{prefix}_macro_f1": scores["macro_f1"]})
+        metrics: dict[str, Any] = {f"{config.data.format}_{prefix}": {k: scores[k] for k in ("n", "accuracy", "macro_f1")}}
+        if "vote_triplets" in scores:
+            row[f"{prefix}_triplet_accuracy"] = scores["vote_triplets"]["accuracy"]
+            metrics[f"{config.data.format}_{prefix}_vote_triplets"] = scores["vote_triplets"]
         row.update({"seconds": totals["seconds"],
                     "images_per_second": totals["steps"] * config.batch_size / max(totals["seconds"], 1e-9), **self.epoch_extras})
         logger.info("epoch %d/%d %s", self.epoch, config.epochs, {k: round(v, 4) for k, v in row.items() if k != "epoch"})
-        if self.epoch >= config.select_from_epoch and summary["accuracy"] > self.best_accuracy:
-            self.best_accuracy = summary["accuracy"]
+        take_last = config.data.select_on == "last"
+        if self.epoch >= config.select_from_epoch and (take_last or scores["accuracy"] > self.best_accuracy):
+            self.best_accuracy = scores["accuracy"]
             data = [f"{source.describe()}" for source in self.sources]
             _export(self.model, self.model_config, self.output / f"{config.export_name}.safetensors", {
                 "training": {
@@ -284,7 +331,9 @@ class Trainer:
                     "teacher": config.distill.teacher or None,
                     "generation": self.lineage["generation"],
                     "lineage": self.lineage["lineage"],
-                    "selected_on": f"{config.data.format}:{config.data.valid_split}, epoch {self.epoch} of {config.epochs}",
+                    "selected_on": (f"last epoch ({self.epoch} of {config.epochs})" if take_last else
+                                    f"{config.data.format}:{prefix}, epoch {self.epoch} of {config.epochs}"),
+                    "face_path": {source.name: source.face_path for source in self.sources},
                     "config": config_to_dict(config),
                     "command": self.environment["command"],
                     "environment": self.environment,
@@ -327,9 +376,24 @@ class Trainer:
         result = {"best_valid_accuracy": self.best_accuracy, "epochs_done": self.epoch, "epochs": config.epochs,
                   "steps_done": self.step, "output_dir": str(self.output)}
         if self.context.is_main:
+            if self.epoch == config.epochs and config.data.select_on != "valid":
+                result["reported"] = self.report_valid_once()
             with atomic_write(self.output / "metrics.json") as tmp:
                 tmp.write_text(json.dumps({"final": self.rows[-1] if self.rows else None, **result}, indent=2))
         return result
+
+    def report_valid_once(self) -> dict[str, Any]:
+        """Score the exported model on ``valid_split`` (never used to choose anything) and record it in its JSON."""
+        exported = self.output / f"{self.config.export_name}.safetensors"
+        model = load_model(exported, device=self.device)
+        scores = self.score(model, self.valid, self._triplets(self.valid))
+        key = f"{self.config.data.format}_{self.config.data.valid_split}"
+        info = json.loads(exported.with_suffix(".json").read_text())
+        info.setdefault("metrics", {})[f"{key}_reported"] = scores
+        with atomic_write(exported.with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps(info, indent=2))
+        logger.info("reported once on %s (no choice was made on it): %s", key, scores)
+        return {key: scores}
 
 
 def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, stop_after_epochs: int = 0,

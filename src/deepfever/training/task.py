@@ -18,6 +18,7 @@ from torch import nn
 
 from deepfever.models import ExpressionModel, ModelConfig, load_model
 from deepfever.models.checkpoint import build_model, resolve_weights
+from deepfever.models.prior import PRIOR_FLOOR
 from deepfever.models.registry import architecture_entrypoint
 from deepfever.training.config import DistillSection, LossSection, ModelSection
 from deepfever.training.data import has_labels
@@ -46,10 +47,12 @@ class ExpressionTask(nn.Module):
         distill: temperature and embedding distance for the teacher terms.
         teacher: frozen model that provides distillation targets (needed when a distill weight is set).
         student_config: the student's preprocessing, to re-normalise images for a teacher that differs.
+        class_prior: training class distribution; with ``loss.logit_adjust`` = tau > 0 the emotion terms
+            see ``logits + tau * log(prior)`` (logit adjustment), so the raw logits learn balanced classes.
     """
 
     def __init__(self, model: nn.Module, loss: LossSection, distill: DistillSection, student_config: ModelConfig,
-                 teacher: ExpressionModel | None = None) -> None:
+                 teacher: ExpressionModel | None = None, class_prior: torch.Tensor | None = None) -> None:
         super().__init__()
         self.model = model
         self.weights = {name: getattr(loss, name) for name in active_terms(loss)}
@@ -68,6 +71,11 @@ class ExpressionTask(nn.Module):
         self.distill_embedding = EmbeddingDistillation(distill.embedding_distance)
         self.student_config = student_config
         self.teacher = teacher
+        if loss.logit_adjust and class_prior is None:
+            raise ValueError("ExpressionTask: loss.logit_adjust needs the training class prior")
+        self.register_buffer("logit_offset", _log_prior_offset(class_prior, loss.logit_adjust), persistent=False)
+        # A teacher's logits, moved to the training prior the adjusted student logits also express.
+        self.register_buffer("teacher_offset", _teacher_offset(teacher), persistent=False)
         if teacher is not None:
             if teacher.config.input_size != student_config.input_size or teacher.config.in_chans != student_config.in_chans:
                 raise ValueError(
@@ -87,9 +95,10 @@ class ExpressionTask(nn.Module):
         images = batch["images"]
         outputs = self.model(images)
         terms: dict[str, torch.Tensor] = {}
+        emotion = outputs["emotion"] + self.logit_offset.to(outputs["emotion"].device)
         if "soft_ce" in self.weights:
             rows = has_labels(batch["soft"])
-            terms["soft_ce"] = self.soft_ce(outputs["emotion"][rows], batch["soft"][rows])
+            terms["soft_ce"] = self.soft_ce(emotion[rows], batch["soft"][rows])
         if "ccc" in self.weights:
             terms["ccc"] = self.ccc(outputs["valence_arousal"], batch["valence_arousal"])
         if "triplet" in self.weights:
@@ -98,7 +107,7 @@ class ExpressionTask(nn.Module):
             with torch.no_grad():
                 targets = self.teacher(self._teacher_inputs(images))
             if "distill_kl" in self.weights:
-                terms["distill_kl"] = self.distill_kl(outputs["emotion"], targets["emotion"])
+                terms["distill_kl"] = self.distill_kl(emotion, targets["emotion"] + self.teacher_offset.to(emotion.device))
             if "distill_embedding" in self.weights:
                 terms["distill_embedding"] = self.distill_embedding(outputs["embedding"], targets["embedding"])
         total = sum(self.weights[name] * value for name, value in terms.items())
@@ -109,6 +118,20 @@ class ExpressionTask(nn.Module):
         if (student.mean, student.std) == (teacher.mean, teacher.std):
             return images
         return (images * student.std + student.mean - teacher.mean) / teacher.std
+
+
+def _log_prior_offset(prior: torch.Tensor | None, tau: float) -> torch.Tensor:
+    """``tau * log(prior)`` (zeros without adjustment), floored so an absent class stays finite."""
+    if prior is None or not tau:
+        return torch.zeros(())
+    return tau * torch.log(prior.float().clamp_min(PRIOR_FLOOR))
+
+
+def _teacher_offset(teacher: ExpressionModel | None) -> torch.Tensor:
+    """What moves a teacher's raw logits to its training prior (zero unless it was logit-adjusted)."""
+    if teacher is None or not teacher.config.logit_adjustment or teacher.config.class_prior is None:
+        return torch.zeros(())
+    return _log_prior_offset(torch.tensor(teacher.config.class_prior), teacher.config.logit_adjustment)
 
 
 def load_teacher(name_or_path: str, device: torch.device) -> tuple[ExpressionModel, dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Your own data: a folder per class (``folder``) or a CSV manifest (``csv``).
+"""Your own data: a folder per class (``folder``), a CSV manifest (``csv``) or unlabelled faces (``images``).
 
 ``folder``: ``ROOT/<class>/<image>``. Class names are matched to ours case-insensitively, with common
 synonyms (happiness -> happy, sadness -> sad, angry -> anger, ...); see ``CLASS_SYNONYMS``. Unknown
@@ -90,6 +90,27 @@ def read_folder(root: str, class_names: Sequence[str] | None = None) -> dict[str
             elif not path.name.startswith("."):
                 skipped["not an image file"] += 1
                 logger.debug("%s: skipped, not an image file", path)
+    return {"all": DatasetSplit("all", samples, skipped)}
+
+
+@register_format("images")
+def read_images(root: str) -> dict[str, DatasetSplit]:
+    """Every image under ``root`` (recursively, sorted) as one unlabelled ``all`` split.
+
+    For faces without labels (self-distillation, consistency training) that should still go
+    through ``data prepare`` and its detector and alignment like any labelled set.
+    """
+    base = Path(root)
+    if not base.is_dir():
+        raise DataFormatError(f"read_images: {root} is not a folder of images")
+    samples, skipped = [], Counter()
+    for path in sorted(base.rglob("*")):
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            samples.append(Sample(path=str(path)))
+        elif path.is_file() and not path.name.startswith("."):
+            skipped["not an image file"] += 1
+    if not samples:
+        raise DataFormatError(f"read_images: no image files under {root}")
     return {"all": DatasetSplit("all", samples, skipped)}
 
 
