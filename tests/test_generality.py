@@ -207,3 +207,20 @@ def test_a_run_that_cannot_start_leaves_no_folder_and_resume_refuses_another_con
     train(_config(ferplus_root, output), stop_after_epochs=1)
     with pytest.raises(ValueError, match="optim.lr"):
         train(_config(ferplus_root, output, ["optim.lr=0.01"]), resume=True)
+
+
+def test_extractor_reports_the_prior_asked_for_and_refuses_one_the_model_cannot_give(tiny_model_file, tmp_path):
+    from deepfever import Extractor
+    from deepfever.models import save_model
+
+    with pytest.raises(ValueError, match="does not record its training class prior"):
+        Extractor(model=tiny_model_file, prior="uniform").load()
+    model = load_model(tiny_model_file)
+    prior = (0.5, 0.2, 0.1, 0.1, 0.04, 0.03, 0.02, 0.01)
+    model.config = ModelConfig(**{**model.config.__dict__, "class_prior": prior, "logit_adjustment": 1.0, "output_prior": "uniform"})
+    adjusted = save_model(model, tmp_path / "adjusted.safetensors", {"training": {"data": "test"}})
+    crops = np.random.default_rng(1).integers(0, 255, (4, 48, 48), dtype=np.uint8)
+    uniform = Extractor(model=adjusted).predict(crops)["probabilities"]
+    trained = Extractor(model=adjusted, prior="train").predict(crops)["probabilities"]
+    expected = uniform * np.array(prior)
+    np.testing.assert_allclose(trained, expected / expected.sum(axis=1, keepdims=True), rtol=1e-4, atol=1e-6)

@@ -22,6 +22,7 @@ from deepfever.io.inputs import VIDEO_SUFFIXES, expand_inputs
 from deepfever.models import DEFAULT_MODEL, load_model
 from deepfever.models.checkpoint import resolve_weights
 from deepfever.models.fuse import fuse_batchnorm
+from deepfever.models.prior import prior_offset
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,9 @@ class Extractor:
         detector_options: keyword arguments for the detector (e.g. ``{"model_path": ...}`` for YuNet).
         batch_size: faces per model batch; faces from several images share a batch.
         flip_tta: average each face with its mirror image (2x slower, slightly more accurate).
+        prior: class prior the emotion probabilities assume: ``uniform`` (every expression equally likely a
+            priori; what transfers to new data) or ``train`` (the training data's, e.g. FER+'s 32 % neutral);
+            None: the model's recorded ``output_prior``. See ``deepfever.models.prior``.
 
     Example:
         >>> from deepfever import Extractor
@@ -95,6 +99,7 @@ class Extractor:
         detector_options: dict[str, Any] | None = None,
         batch_size: int = 64,
         flip_tta: bool = False,
+        prior: str | None = None,
     ) -> None:
         self.model = model
         self.device = device
@@ -102,6 +107,7 @@ class Extractor:
         self.detector_options = detector_options
         self.batch_size = batch_size
         self.flip_tta = flip_tta
+        self.prior = prior
 
     # -- loading -------------------------------------------------------------------------
     def load(self) -> "Extractor":
@@ -118,6 +124,8 @@ class Extractor:
         self.template_ = AlignmentTemplate.from_dict(config.template)
         if self.template_.size != config.input_size:
             raise ValueError(f"Extractor.load: template size {self.template_.size} != model input size {config.input_size}")
+        self.prior_ = self.prior or config.output_prior
+        prior_offset(config, self.prior_)  # a prior the model cannot give is refused now, not at the first face
         self.class_names_ = list(config.class_names)
         self.heads_ = tuple(config.trained_heads)
         self.fingerprint_ = {
@@ -157,7 +165,7 @@ class Extractor:
         if len(crops) == 0:
             return {"embedding": np.zeros((0, self.model_.config.embedding_dim), np.float32),
                     "probabilities": np.zeros((0, len(self.class_names_)), np.float32)}
-        result = predict_arrays(self.model_, crops, self.batch_size, self.flip_tta, self.device_)
+        result = predict_arrays(self.model_, crops, self.batch_size, self.flip_tta, self.device_, self.prior_)
         if "valence_arousal" not in self.heads_:
             result.pop("valence_arousal")
         return {key: value.astype(np.float32) for key, value in result.items()}

@@ -46,6 +46,8 @@ def add_extractor_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--yunet-model", help="path to the YuNet .onnx file (with --detector yunet)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--batch-size", type=int, default=64, help="faces per model batch")
+    parser.add_argument("--prior", choices=("uniform", "train"), default=None,
+                        help="class prior of the probabilities: uniform, or the training data's (default: the model's recorded one)")
 
 
 def build_extractor(args: argparse.Namespace, device: str | None = None):
@@ -63,7 +65,7 @@ def build_extractor(args: argparse.Namespace, device: str | None = None):
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     options = {"model_path": args.yunet_model} if args.detector == "yunet" else None
     return Extractor(model=args.model or DEFAULT_MODEL, device=device or args.device, detector=args.detector,
-                     detector_options=options, batch_size=args.batch_size)
+                     detector_options=options, batch_size=args.batch_size, prior=args.prior)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -195,7 +195,7 @@ class ExtractionRun:
         """Everything besides the inputs that changes the rows; a resumed run must match it."""
         extractor = self.extractor
         return {**extractor.fingerprint_, "detector": extractor.detector, "detector_options": _jsonable(extractor.detector_options),
-                "flip_tta": extractor.flip_tta, "fps": self.fps, "smooth": self.smoothing}
+                "flip_tta": extractor.flip_tta, "prior": extractor.prior_, "fps": self.fps, "smooth": self.smoothing}
 
     def _start(self, files: list[Path], rank: int, world_size: int, lock: RunLock | None) -> dict[str, Any]:
         """Rank 0 takes the lock and creates or checks the parts folder while the others wait."""
