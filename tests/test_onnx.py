@@ -98,3 +98,25 @@ def test_cli_export_and_its_refusals(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "already exists" in capsys.readouterr().err
     assert main(["export", "onnx", "fevernet_s.ferplus", "-o", str(tmp_path / "q.onnx"), "--int8"]) == 2
     assert "--calibration" in capsys.readouterr().err
+
+
+def test_class_prior_matches_torch(tmp_path: Path) -> None:
+    """Probabilities under the training or a uniform prior, as predict_arrays gives them for torch."""
+    import torch
+
+    from deepfever.evaluation.predict import predict_arrays
+    from deepfever.faces.template import load_default_template
+    from deepfever.models import create_model, save_model
+
+    torch.manual_seed(0)
+    prior = (0.32, 0.3, 0.12, 0.1, 0.05, 0.016, 0.08, 0.014)
+    model = create_model("fevernet_s", template=load_default_template().to_dict(), trained_heads=("emotion",), class_prior=prior)
+    weights = save_model(model.eval(), tmp_path / "prior.safetensors")
+    extractor = Extractor(model=weights, device="cpu").load()
+    onnx_model = OnnxModel(export_onnx(extractor, tmp_path / "prior.onnx"))
+    crops = np.random.default_rng(1).integers(0, 256, (6, 48, 48), dtype=np.uint8)
+    for name in ("train", "uniform"):
+        expected = predict_arrays(extractor.model_, crops, prior=name)["probabilities"]
+        np.testing.assert_allclose(onnx_model.predict_arrays(crops, prior=name)["probabilities"], expected, atol=1e-5)
+    assert not np.allclose(onnx_model.predict_arrays(crops, prior="uniform")["probabilities"],
+                           onnx_model.predict_arrays(crops, prior="train")["probabilities"], atol=1e-3)

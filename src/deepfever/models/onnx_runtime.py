@@ -18,6 +18,7 @@ import torch
 from deepfever.models.config import ModelConfig
 from deepfever.models.onnx_export import OUTPUTS, require_onnx
 from deepfever.models.preprocess import crops_to_tensor
+from deepfever.models.prior import prior_offset
 
 FINGERPRINT_KEYS = ("model_id", "template_id", "crop_size")
 BACKENDS = ("torch", "onnxruntime")
@@ -62,16 +63,22 @@ class OnnxModel:
         self.fingerprint = {"model_id": metadata["model_id"], "template_id": metadata["template_id"],
                             "crop_size": int(metadata["crop_size"])}
 
-    def predict_arrays(self, crops: np.ndarray, batch_size: int = 256, flip_tta: bool = False) -> dict[str, np.ndarray]:
-        """``probabilities``, ``embedding`` and ``valence_arousal`` of aligned crops, as ``predict_arrays`` gives."""
+    def predict_arrays(self, crops: np.ndarray, batch_size: int = 256, flip_tta: bool = False,
+                       prior: str | None = None) -> dict[str, np.ndarray]:
+        """``probabilities``, ``embedding`` and ``valence_arousal`` of aligned crops, as ``predict_arrays`` gives.
+
+        ``prior`` (``train``, ``uniform``; None: the model's recorded one) as in ``predict_arrays``.
+        """
+        offset = prior_offset(self.config, prior)
+        shift = offset if offset is not None else np.float32(0)
         outputs: dict[str, list[np.ndarray]] = {"probabilities": [], "embedding": [], "valence_arousal": []}
         for start in range(0, len(crops), batch_size):
             batch = crops_to_tensor(crops[start:start + batch_size], self.config).numpy()
             embedding, logits, valence_arousal = self._run(batch)
-            probabilities = _softmax(logits)
+            probabilities = _softmax(logits + shift)
             if flip_tta:
                 mirrored = self._run(np.ascontiguousarray(batch[..., ::-1]))
-                probabilities = (probabilities + _softmax(mirrored[1])) / 2
+                probabilities = (probabilities + _softmax(mirrored[1] + shift)) / 2
                 embedding = embedding + mirrored[0]
                 embedding /= np.maximum(np.linalg.norm(embedding, axis=1, keepdims=True), 1e-12)
                 valence_arousal = (valence_arousal + mirrored[2]) / 2
