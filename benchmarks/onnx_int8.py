@@ -15,7 +15,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
@@ -24,13 +24,14 @@ from _common import SHARED, result_name, save_result
 from deepfever import Extractor
 from deepfever.data.arrays import load_crop_array
 from deepfever.data.formats import read_dataset
+from deepfever.data.splits import load_split
+from deepfever.evaluation.transfer import CKPLUS_SHARED_CLASSES, zero_shot_summary
 from deepfever.evaluation.triplets import ferplus_vote_triplets, triplet_accuracy
 from deepfever.models import DEFAULT_MODEL
 from deepfever.models.onnx_export import export_onnx
 from deepfever.models.onnx_runtime import OnnxModel
 
 Predict = Callable[[np.ndarray, bool], dict[str, np.ndarray]]
-CKPLUS_CLASSES = {"anger": "anger", "disgust": "disgust", "fear": "fear", "happy": "happy", "sadness": "sad", "surprise": "surprise"}
 
 
 def throughput(predictors: dict[str, Predict], crops: np.ndarray, seconds: float, rounds: int) -> dict[str, float]:
@@ -48,17 +49,7 @@ def throughput(predictors: dict[str, Predict], crops: np.ndarray, seconds: float
     return {name: round(value, 1) for name, value in best.items()}
 
 
-def ckplus_zero_shot(root: Path, in_chans: int) -> tuple[np.ndarray, list[str]]:
-    crops, labels = [], []
-    for folder, label in CKPLUS_CLASSES.items():
-        for path in sorted((root / folder).glob("*.png")):
-            image = Image.open(path).convert("L" if in_chans == 1 else "RGB")
-            crops.append(np.asarray(image.resize((48, 48)) if image.size != (48, 48) else image))
-            labels.append(label)
-    return np.stack(crops), labels
-
-
-def accuracy(predict: Predict, class_names: list[str], ferplus: tuple, triplets: tuple, ckplus: tuple) -> dict[str, float]:
+def accuracy(predict: Predict, class_names: list[str], ferplus: tuple, triplets: tuple, ckplus: Any) -> dict[str, float]:
     crops, truth = ferplus
     result = {}
     for flip in (False, True):
@@ -66,9 +57,8 @@ def accuracy(predict: Predict, class_names: list[str], ferplus: tuple, triplets:
         result["ferplus_valid_flip_tta" if flip else "ferplus_valid_single"] = round(100 * float((predicted == truth).mean()), 2)
     triplet_crops, triplet_set = triplets
     result["vote_triplets"] = round(100 * triplet_accuracy(predict(triplet_crops, False)["embedding"], triplet_set)["accuracy"], 2)
-    ck_crops, ck_labels = ckplus
-    names = np.array(class_names)[predict(ck_crops, False)["probabilities"].argmax(1)]
-    result["ckplus_zero_shot"] = round(100 * float((names == np.array(ck_labels)).mean()), 2)
+    probabilities = predict(ckplus.images, False)["probabilities"]
+    result["ckplus_zero_shot"] = round(100 * zero_shot_summary(probabilities, ckplus.labels, class_names, CKPLUS_SHARED_CLASSES)["accuracy"], 2)
     return result
 
 
@@ -106,7 +96,7 @@ def main() -> None:
     ferplus = (load_crop_array(dataset.samples, config.input_size, config.in_chans), np.array([s.label for s in dataset.samples]))
     samples, triplet_set = ferplus_vote_triplets(str(ferplus_root), "valid", 10_000, 0, 0.2)
     triplets = (load_crop_array(samples, config.input_size, config.in_chans), triplet_set)
-    ckplus = ckplus_zero_shot(SHARED / "data" / "ckplus48", config.in_chans)
+    ckplus = load_split("ckplus48", str(SHARED / "data" / "ckplus48"), {}, "all", "none", "", config.input_size, config.in_chans)
 
     reference = torch_predict(ferplus[0], False)
     closeness = {}
