@@ -13,17 +13,22 @@ from deepfever.evaluation.predict import predict_arrays
 from deepfever.models.expression import ExpressionModel
 
 
-def evaluate_ferplus(model: ExpressionModel, root: str, split: str = "valid", flip_tta: bool = True, device: str = "cpu") -> dict[str, Any]:
-    """Score ``model`` on FER+ ``split`` (images whose raters agree by FERPlus's majority rule)."""
+def evaluate_ferplus(model: ExpressionModel, root: str, split: str = "valid", flip_tta: bool = True, device: str = "cpu",
+                     prior: str | None = None) -> dict[str, Any]:
+    """Score ``model`` on FER+ ``split`` (images whose raters agree by FERPlus's majority rule).
+
+    ``prior`` is the class prior of the probabilities (None: the model's recorded ``output_prior``).
+    """
     dataset = read_dataset("ferplus", root, splits=(split,))
     if split not in dataset:
         raise FileNotFoundError(f"evaluate_ferplus: split {split!r} not found under {root}")
     samples = dataset[split].samples
     crops = load_crop_array(samples, model.config.input_size, model.config.in_chans)
     truth = np.array([sample.label for sample in samples])
-    probabilities = predict_arrays(model, crops, flip_tta=flip_tta, device=device)["probabilities"]
+    probabilities = predict_arrays(model, crops, flip_tta=flip_tta, device=device, prior=prior)["probabilities"]
     summary = classification_summary(truth, probabilities.argmax(1), model.config.class_names)
-    summary.update({"dataset": "ferplus", "split": split, "flip_tta": flip_tta, "skipped": dict(dataset[split].skipped)})
+    summary.update({"dataset": "ferplus", "split": split, "flip_tta": flip_tta, "prior": prior or model.config.output_prior,
+                    "skipped": dict(dataset[split].skipped)})
     return summary
 
 

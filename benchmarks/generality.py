@@ -1,0 +1,95 @@
+"""Generality of a model in one table (issue 8): in-domain accuracy, vector quality and transfer.
+
+Per model, and per output prior where the model can give both:
+  * FER2013Valid 8-class accuracy, flip TTA (the split no choice was made on for models selected
+    on a held-out slice or the last epoch; the default fevernet_s.ferplus was selected on it);
+  * FER2013Valid vote-triplet accuracy (10,000 triplets, seed 0, margin 0.2, single crop);
+  * CK+48 zero-shot accuracy (927 frames of the 6 shared classes, argmax over all 8, single crop),
+    with CK+48's own crops resized (``none``) and detected + aligned (``mtcnn``);
+  * CK+48 linear probe of the vectors, 10 folds by subject (crops resized).
+CK+48 is used for model development, so it is no longer an unseen dataset.
+``--assume-prior`` gives models that record no training prior FER+'s (mean soft target of
+FER2013Train), so their uniform-prior numbers (post-hoc logit adjustment) can be measured too.
+Targets for the new default: CK+ zero-shot >= 80 %, probe >= 95 %, FER2013Valid >= 87 %, triplets >= 85 %.
+Run: .venv/bin/python benchmarks/generality.py --models fevernet_s.ferplus runs/x/model.safetensors [--assume-prior]
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from _common import SHARED, save_result
+from deepfever.data.arrays import load_crop_array
+from deepfever.data.splits import load_split
+from deepfever.evaluation.ferplus import evaluate_ferplus
+from deepfever.evaluation.predict import predict_arrays
+from deepfever.evaluation.probe import evaluate_probe
+from deepfever.evaluation.transfer import ckplus_zero_shot
+from deepfever.evaluation.triplets import ferplus_vote_triplets, triplet_accuracy
+from deepfever.models import load_model
+from deepfever.training.data import class_prior
+
+TARGETS = {"ckplus_zero_shot": 0.80, "ckplus_probe": 0.95, "ferplus_valid": 0.87, "vote_triplets": 0.85}
+
+
+def ferplus_train_prior(root: str) -> tuple[float, ...]:
+    train = load_split("ferplus", root, {"keep_ambiguous": True}, "train", "none", "", 48, 1)
+    return tuple(float(p) for p in class_prior(train.soft))
+
+
+def ckplus_probe(model, root: str) -> dict:
+    from deepfever.data.formats import read_dataset
+
+    samples = read_dataset("ckplus48", root)["all"].samples
+    crops = load_crop_array(samples, model.config.input_size, model.config.in_chans)
+    labels = np.array([sample.label for sample in samples])
+    present = sorted(set(labels))
+    features = predict_arrays(model, crops)["embedding"]
+    report = evaluate_probe(features, np.searchsorted(present, labels), [str(p) for p in present],
+                            [sample.subject for sample in samples], n_splits=10, shots=())
+    return {"mean": report["accuracy"]["mean"], "std": report["accuracy"]["std"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", required=True, help="packaged names or .safetensors paths")
+    parser.add_argument("--ferplus", default=str(SHARED / "data" / "ferplus"))
+    parser.add_argument("--ckplus", default=str(SHARED / "data" / "ckplus48"))
+    parser.add_argument("--assume-prior", action="store_true", help="give prior-less models FER+'s training prior")
+    parser.add_argument("--name", default="generality", help="result file name (benchmarks/results/NAME.json)")
+    args = parser.parse_args()
+    samples, triplets = ferplus_vote_triplets(args.ferplus, "valid", 10_000, 0, 0.2)
+    assumed = ferplus_train_prior(args.ferplus) if args.assume_prior else None
+    rows = []
+    for name in args.models:
+        model = load_model(name)
+        if model.config.class_prior is None and assumed is not None:
+            model.config = replace(model.config, class_prior=assumed)
+        crops = load_crop_array(samples, model.config.input_size, model.config.in_chans)
+        vectors = predict_arrays(model, crops)["embedding"]
+        shared = {"vote_triplets": triplet_accuracy(vectors, triplets)["accuracy"], "ckplus_probe": ckplus_probe(model, args.ckplus)}
+        priors = [model.config.output_prior] + ([p for p in ("train", "uniform") if p != model.config.output_prior]
+                                                if model.config.class_prior is not None else [])
+        for prior in priors:
+            zero_shot = {detector: ckplus_zero_shot(model, args.ckplus, detector, prior=prior) for detector in ("none", "mtcnn")}
+            row = {
+                "model": Path(str(name)).stem if str(name).endswith(".safetensors") else str(name),
+                "prior": prior, "recorded_prior": prior == model.config.output_prior,
+                "ferplus_valid": evaluate_ferplus(model, args.ferplus, "valid", flip_tta=True, prior=prior)["accuracy"],
+                "ckplus_zero_shot": zero_shot["none"]["accuracy"],
+                "ckplus_zero_shot_recall": zero_shot["none"]["per_class_recall"],
+                "ckplus_zero_shot_mtcnn": zero_shot["mtcnn"]["accuracy"], "ckplus_mtcnn_frames": zero_shot["mtcnn"]["n"],
+                **shared,
+            }
+            rows.append(row)
+            print(f"{row['model']:<34} prior {prior:<8} FER+ valid {row['ferplus_valid']:.4f}  CK+ zero-shot "
+                  f"{row['ckplus_zero_shot']:.4f} (aligned {row['ckplus_zero_shot_mtcnn']:.4f})  probe "
+                  f"{shared['ckplus_probe']['mean']:.4f} ± {shared['ckplus_probe']['std']:.4f}  triplets {shared['vote_triplets']:.4f}")
+    save_result(args.name, {"doc": __doc__.split("\n\n")[1], "targets": TARGETS, "assumed_prior": assumed, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
