@@ -156,3 +156,12 @@ def test_importing_faces_does_not_load_torch_or_opencv() -> None:
     code = "import sys, deepfever.faces; print('torch' in sys.modules, 'cv2' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_extractor_puts_its_detectors_on_its_device(device: str, tiny_model_file: Path) -> None:
+    """``extract --device cuda`` (and each torchrun rank's ``cuda:k``) reaches the detector, not only the embedder."""
+    from deepfever import Extractor
+
+    extractor = Extractor(model=tiny_model_file, device=device).load()
+    assert extractor.detector_for("mtcnn").device == torch.device(device)
+    assert extractor.detector_for().name == "yunet" and extractor.detector_for().device == str(extractor.device_)

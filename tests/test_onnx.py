@@ -120,3 +120,37 @@ def test_class_prior_matches_torch(tmp_path: Path) -> None:
         np.testing.assert_allclose(onnx_model.predict_arrays(crops, prior=name)["probabilities"], expected, atol=1e-5)
     assert not np.allclose(onnx_model.predict_arrays(crops, prior="uniform")["probabilities"],
                            onnx_model.predict_arrays(crops, prior="train")["probabilities"], atol=1e-3)
+
+
+def test_extractor_onnxruntime_backend_matches_torch(extractor: Extractor, fp32_file: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch, device: str) -> None:
+    import onnxruntime
+
+    if device.startswith("cuda") and "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip("the onnxruntime backend on a GPU needs onnxruntime-gpu")
+    monkeypatch.setenv("DEEPFEVER_CACHE", str(tmp_path / "cache"))
+    crops = _ferplus_crops("Valid", 0, 32)
+    expected = extractor.predict(crops)
+    for model in ("fevernet_s.ferplus", fp32_file):  # exported once into the cache, or a file given
+        onnx_extractor = Extractor(model=model, device=device, backend="onnxruntime").load()
+        assert onnx_extractor.fingerprint_ == extractor.fingerprint_
+        got = onnx_extractor.predict(crops)
+        assert set(got) == set(expected)
+        assert np.abs(got["embedding"] - expected["embedding"]).max() <= 1e-4
+    assert len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == 1
+    with pytest.raises(ValueError, match="backend must be one of torch, onnxruntime"):
+        Extractor(backend="tensorrt").load()
+
+
+def test_cli_extract_with_the_onnxruntime_backend(fp32_file: Path, tmp_path: Path) -> None:
+    from conftest import write_random_crops
+    from deepfever.io.tables import read_table
+
+    write_random_crops(tmp_path / "crops", 3, "c")
+    rows = {}
+    for backend, model in (("torch", "fevernet_s.ferplus"), ("onnxruntime", str(fp32_file))):
+        output = tmp_path / f"{backend}.parquet"
+        assert main(["extract", str(tmp_path / "crops"), "-o", str(output), "--detector", "none", "--device", "cpu",
+                     "--backend", backend, "--model", model]) == 0
+        rows[backend] = read_table(output)
+    np.testing.assert_allclose(np.stack(rows["onnxruntime"]["embedding"]), np.stack(rows["torch"]["embedding"]), atol=1e-4)

@@ -12,6 +12,7 @@ from deepfever.evaluation.classifier_io import (
     FingerprintMismatchError, SavedClassifier, classifier_paths, load_classifier, save_classifier,
 )
 from deepfever.evaluation.probe import evaluate_probe, fit_classifier, make_folds, sample_per_class
+from deepfever.faces.detect import DEFAULT_DETECTOR
 
 # A fixed template keeps these tests independent of the packaged one (the probe never looks at it).
 TEMPLATE = {"size": 48, "landmarks": [[15.5, 19.5], [32.5, 19.5], [24.0, 27.5], [17.5, 36.5], [30.5, 36.5]]}
@@ -218,7 +219,7 @@ def test_fit_and_predict_detect_faces_by_default_and_record_the_detector(pattern
     clf = tmp_path / "clf"
     assert main(["probe", "fit", str(photos), "--model", model, "--device", "cpu", "--folds", "2", "--learning-curve", "none",
                  "-o", str(clf)]) == 0
-    assert json.loads((tmp_path / "clf.json").read_text())["extractor"]["detector"] == "mtcnn"
+    assert json.loads((tmp_path / "clf.json").read_text())["extractor"]["detector"] == DEFAULT_DETECTOR
     predictions = tmp_path / "predictions.csv"
     assert main(["probe", "predict", str(clf), str(photos / "stripes"), "-o", str(predictions), "--device", "cpu"]) == 0
     import pandas as pd

@@ -255,9 +255,9 @@ def test_package_errors_are_one_line_naming_the_flag(tiny_model_file, inputs, tm
     from deepfever.errors import WeightsUnavailableError
 
     output = tmp_path / "out.csv"
-    assert main([*extract_args(inputs, output, tiny_model_file)[:-4], "--detector", "yunet"]) == 2
+    assert main([*extract_args(inputs, output, tiny_model_file)[:-4], "--yunet-model", str(tmp_path / "missing.onnx")]) == 2
     error = capsys.readouterr().err
-    assert "pass --yunet-model FILE.onnx" in error and "model_path" not in error and error.count("\n") == 1
+    assert "--yunet-model" in error and "no such file" in error and error.count("\n") == 1
 
     def offline(*args, **kwargs):
         raise WeightsUnavailableError("MTCNN weights are not cached and pip download failed")
@@ -266,7 +266,7 @@ def test_package_errors_are_one_line_naming_the_flag(tiny_model_file, inputs, tm
     never_extract(monkeypatch)
     assert main([*extract_args(inputs, output, tiny_model_file)[:-4], "--detector", "mtcnn"]) == 2
     error = capsys.readouterr().err
-    assert error.count("\n") == 1 and "--detector yunet --yunet-model FILE.onnx" in error and "Traceback" not in error
+    assert error.count("\n") == 1 and "--detector yunet (bundled" in error and "Traceback" not in error
 
 
 # -- 6 and 13. rows stream to the chunk file; settings recorded in the output ------------------------

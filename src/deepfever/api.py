@@ -17,6 +17,7 @@ import torch
 
 from deepfever.errors import HeadUnavailableError, ImageReadError
 from deepfever.evaluation.predict import predict_arrays
+from deepfever.faces.detect import DEFAULT_DETECTOR
 from deepfever.io.images import IMAGE_SUFFIXES, as_rgb_uint8, load_image
 from deepfever.io.inputs import VIDEO_SUFFIXES, expand_inputs
 from deepfever.models import DEFAULT_MODEL, load_model
@@ -75,15 +76,18 @@ class Extractor:
     ``model_``, ``template_`` and ``fingerprint_``.
 
     Args:
-        model: packaged model name (``arch.tag``) or path to a ``.safetensors`` model file.
+        model: packaged model name (``arch.tag``), path to a ``.safetensors`` model file, or (backend
+            ``onnxruntime``) a ``.onnx`` file from ``deepfever export onnx``.
         device: ``cpu``, ``cuda`` or ``auto``.
-        detector: default face detector for ``extract``: ``mtcnn``, ``yunet`` or ``none``.
+        detector: default face detector for ``extract``: ``yunet`` (default), ``mtcnn`` or ``none``; it runs
+            on ``device`` where it can.
         detector_options: keyword arguments for the detector (e.g. ``{"model_path": ...}`` for YuNet).
         batch_size: faces per model batch; faces from several images share a batch.
         flip_tta: average each face with its mirror image (2x slower, slightly more accurate).
         prior: class prior the emotion probabilities assume: ``uniform`` (every expression equally likely a
             priori; what transfers to new data) or ``train`` (the training data's, e.g. FER+'s 32 % neutral);
             None: the model's recorded ``output_prior``. See ``deepfever.models.prior``.
+        backend: ``torch`` or ``onnxruntime`` (the ``onnx`` extra; with an int8 export, the fast CPU path).
 
     Example:
         >>> from deepfever import Extractor
@@ -95,11 +99,12 @@ class Extractor:
         self,
         model: str | os.PathLike = DEFAULT_MODEL,
         device: str = "cpu",
-        detector: str = "mtcnn",
+        detector: str = DEFAULT_DETECTOR,
         detector_options: dict[str, Any] | None = None,
         batch_size: int = 64,
         flip_tta: bool = False,
         prior: str | None = None,
+        backend: str = "torch",
     ) -> None:
         self.model = model
         self.device = device
@@ -108,19 +113,35 @@ class Extractor:
         self.batch_size = batch_size
         self.flip_tta = flip_tta
         self.prior = prior
+        self.backend = backend
 
     # -- loading -------------------------------------------------------------------------
     def load(self) -> "Extractor":
         """Load the model and its preprocessing; returns ``self``."""
-        from deepfever.faces.align import AlignmentTemplate
+        from deepfever.models.onnx_runtime import BACKENDS, load_onnx_backend
 
-        weights = resolve_weights(self.model)
+        if self.backend not in BACKENDS:
+            raise ValueError(f"Extractor: backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         self.device_ = resolve_device(self.device)
+        if self.backend == "onnxruntime":
+            self.model_ = load_onnx_backend(self.model, self.device_)
+            return self._set_model_state(self.model_.fingerprint)
+        weights = resolve_weights(self.model)
         # BatchNorm folded into the convolutions: same outputs, faster CPU inference.
         self.model_ = fuse_batchnorm(load_model(weights, self.device_)).to(memory_format=torch.channels_last)
+        return self._set_model_state({
+            "model_id": f"{Path(weights).stem}@{_sha256(weights)[:12]}",
+            "template_id": hashlib.sha256(json.dumps(self.model_.config.template, sort_keys=True).encode()).hexdigest()[:12],
+            "crop_size": self.model_.config.input_size,
+        })
+
+    def _set_model_state(self, fingerprint: dict[str, Any]) -> "Extractor":
+        """Template, classes, heads and fingerprint from the loaded model's config (either backend)."""
+        from deepfever.faces.align import AlignmentTemplate
+
         config = self.model_.config
         if config.template is None:
-            raise ValueError(f"Extractor.load: {weights} has no alignment template in its metadata; it cannot align faces")
+            raise ValueError(f"Extractor.load: {self.model} has no alignment template in its metadata; it cannot align faces")
         self.template_ = AlignmentTemplate.from_dict(config.template)
         if self.template_.size != config.input_size:
             raise ValueError(f"Extractor.load: template size {self.template_.size} != model input size {config.input_size}")
@@ -128,11 +149,7 @@ class Extractor:
         prior_offset(config, self.prior_)  # a prior the model cannot give is refused now, not at the first face
         self.class_names_ = list(config.class_names)
         self.heads_ = tuple(config.trained_heads)
-        self.fingerprint_ = {
-            "model_id": f"{Path(weights).stem}@{_sha256(weights)[:12]}",
-            "template_id": hashlib.sha256(json.dumps(config.template, sort_keys=True).encode()).hexdigest()[:12],
-            "crop_size": config.input_size,
-        }
+        self.fingerprint_ = fingerprint
         self._detectors: dict[str, Any] = {}
         return self
 
@@ -150,7 +167,7 @@ class Extractor:
             options = dict(self.detector_options or {}) if name == self.detector else {}
             if name == "none":
                 options.setdefault("template", self.template_)
-            self._detectors[name] = create_detector(name, **options)
+            self._detectors[name] = create_detector(name, device=str(self.device_), **options)
         return self._detectors[name]
 
     # -- crops ---------------------------------------------------------------------------
@@ -165,7 +182,10 @@ class Extractor:
         if len(crops) == 0:
             return {"embedding": np.zeros((0, self.model_.config.embedding_dim), np.float32),
                     "probabilities": np.zeros((0, len(self.class_names_)), np.float32)}
-        result = predict_arrays(self.model_, crops, self.batch_size, self.flip_tta, self.device_, self.prior_)
+        if self.backend == "onnxruntime":
+            result = self.model_.predict_arrays(crops, self.batch_size, self.flip_tta, self.prior_)
+        else:
+            result = predict_arrays(self.model_, crops, self.batch_size, self.flip_tta, self.device_, self.prior_)
         if "valence_arousal" not in self.heads_:
             result.pop("valence_arousal")
         return {key: value.astype(np.float32) for key, value in result.items()}

@@ -57,7 +57,7 @@ def _flag_hint(error: BaseException) -> str:
     if isinstance(error, (ClassifierFileError, FingerprintMismatchError)):
         return "pass the classifier written by `deepfever probe fit -o NAME`"
     if isinstance(error, WeightsUnavailableError):
-        return "or pass --detector yunet --yunet-model FILE.onnx, or --detector none for face crops"
+        return "or pass --detector yunet (bundled, works offline), or --detector none for face crops"
     if isinstance(error, HeadUnavailableError):
         return "pass --model with a model trained with that head"
     return ""

@@ -35,17 +35,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-DEFAULT_DETECTOR = "mtcnn"
+from deepfever.faces.detect import DEFAULT_DETECTOR  # noqa: E402  (chosen by measurement, see README)
 """The detector a command uses when not told: every command that reads photos detects faces in them."""
 
 
 def add_extractor_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None, help="packaged model name or .safetensors path (default: bundled model)")
+    parser.add_argument("--model", default=None,
+                        help="packaged model name or .safetensors path (default: bundled model); .onnx with --backend onnxruntime")
     parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=("mtcnn", "yunet", "none"),
                         help=f"face detector (default {DEFAULT_DETECTOR}); none treats each image as one face crop")
-    parser.add_argument("--yunet-model", help="path to the YuNet .onnx file (with --detector yunet)")
+    parser.add_argument("--yunet-model", help="another YuNet .onnx file (default: the bundled one)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--batch-size", type=int, default=64, help="faces per model batch")
+    parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
+                        help="run the model in torch or ONNX Runtime (the onnx extra; --model FILE.int8.onnx is the fast CPU path)")
     parser.add_argument("--prior", choices=("uniform", "train"), default=None,
                         help="class prior of the probabilities: uniform, or the training data's (default: the model's recorded one)")
 
@@ -55,17 +58,14 @@ def build_extractor(args: argparse.Namespace, device: str | None = None):
     from deepfever.api import Extractor
     from deepfever.models import DEFAULT_MODEL
 
-    if args.detector == "yunet" and not args.yunet_model:
-        raise ValueError("--detector yunet needs the model file: pass --yunet-model FILE.onnx "
-                         "(OpenCV's face_detection_yunet_*.onnx), or choose --detector mtcnn or none")
-    if args.detector == "yunet" and not Path(args.yunet_model).expanduser().is_file():
+    if args.detector == "yunet" and args.yunet_model and not Path(args.yunet_model).expanduser().is_file():
         raise FileNotFoundError(f"--yunet-model {args.yunet_model}: no such file; pass the path of OpenCV's "
                                 "face_detection_yunet_*.onnx (from the opencv_zoo repository)")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    options = {"model_path": args.yunet_model} if args.detector == "yunet" else None
+    options = {"model_path": args.yunet_model} if args.detector == "yunet" and args.yunet_model else None
     return Extractor(model=args.model or DEFAULT_MODEL, device=device or args.device, detector=args.detector,
-                     detector_options=options, batch_size=args.batch_size, prior=args.prior)
+                     detector_options=options, batch_size=args.batch_size, prior=args.prior, backend=args.backend)
 
 
 def run(args: argparse.Namespace) -> int:
