@@ -11,6 +11,7 @@ import torch
 from deepfever.errors import WeightsUnavailableError
 from deepfever.faces import Detector, Face, create_detector, list_detectors, load_default_template
 from deepfever.faces import _mtcnn_weights
+from deepfever.errors import ImageReadError
 from deepfever.faces.detect import as_rgb_uint8, sort_faces
 from deepfever.faces.mtcnn import batched_nms, nms
 
@@ -81,7 +82,8 @@ def test_inputs_are_converted_to_rgb_uint8(image: np.ndarray) -> None:
 
 
 def test_float_images_are_refused_with_a_fix() -> None:
-    with pytest.raises(TypeError, match="load_image"):
+    # The detectors use the one converter of io.images, which says how to turn floats into uint8.
+    with pytest.raises(ImageReadError, match="Floats are ambiguous"):
         as_rgb_uint8(np.zeros((8, 8, 3), np.float32), "test")
 
 

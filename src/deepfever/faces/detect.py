@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from deepfever.faces.types import Face
+from deepfever.io.images import as_rgb_uint8
 
 if TYPE_CHECKING:
     from deepfever.faces.align import AlignmentTemplate
@@ -18,24 +19,6 @@ if TYPE_CHECKING:
 # Chosen by measurement on ../shared/data/photos (benchmarks/photos_end_to_end.py): YuNet finds every
 # face MTCNN finds there and runs several times faster; see README "Face detection and alignment".
 DEFAULT_DETECTOR = "yunet"
-
-
-def as_rgb_uint8(image: np.ndarray, caller: str) -> np.ndarray:
-    """Return ``image`` as a contiguous RGB ``uint8`` (H, W, 3) array; grey, RGBA and 16-bit are converted."""
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f"{caller}: expected a numpy array, got {type(image).__name__}; use deepfever.io.load_image(path)")
-    if image.dtype == np.uint16:
-        image = (image // 257).astype(np.uint8)
-    if image.dtype != np.uint8:
-        raise TypeError(
-            f"{caller}: expected a uint8 (or uint16) image, got dtype {image.dtype};"
-            " use deepfever.io.load_image to decode files or convert with np.clip(x, 0, 255).astype(np.uint8)"
-        )
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] not in (3, 4) or min(image.shape[:2]) < 1:
-        raise ValueError(f"{caller}: expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape {image.shape}")
-    return np.ascontiguousarray(image[:, :, :3])
 
 
 def sort_faces(faces: list[Face]) -> list[Face]:
