@@ -139,6 +139,28 @@ def test_crop_cache_key_changes_with_file_content_and_inline_pixels(tmp_path, mo
     assert rgb.shape == (1, 32, 32, 3)
 
 
+
+def test_an_edited_dataset_gets_a_fresh_prepared_cache_and_the_old_one_is_named(tmp_path, monkeypatch, caplog):
+    """Re-copied or edited files change the samples' signature: a new cache, not a refusal (issue 8)."""
+    from deepfever.data.splits import load_split
+
+    monkeypatch.setenv("DEEPFEVER_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for name, value in (("a", 40), ("b", 120)):
+        Image.fromarray(np.full((48, 48), value, np.uint8)).save(folder / f"{name}.png")
+    first = load_split("images", str(folder), {}, "all", "yunet", "none", 48, 1)
+    assert first.images.shape == (2, 48, 48) and first.images[0].mean() == pytest.approx(40, abs=1)
+    Image.fromarray(np.full((48, 48), 200, np.uint8)).save(folder / "a.png")  # same path, new pixels
+    with caplog.at_level("INFO", logger="deepfever.data.splits"):
+        second = load_split("images", str(folder), {}, "all", "yunet", "none", 48, 1)
+    assert second.images[0].mean() == pytest.approx(200, abs=1)
+    caches = sorted((tmp_path / "cache" / "prepared").iterdir())
+    assert len(caches) == 2 and all(cache.name.startswith("images_yunet48grey_") for cache in caches)
+    assert "earlier version of this dataset" in caplog.text
+    again = load_split("images", str(folder), {}, "all", "yunet", "none", 48, 1)  # unchanged: reused, nothing new
+    assert np.array_equal(again.images, second.images) and len(list((tmp_path / "cache" / "prepared").iterdir())) == 2
+
 # -- training -------------------------------------------------------------------------------------
 def test_logit_adjusted_run_selects_on_a_holdout_and_reports_valid_once(ferplus_root, tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPFEVER_CACHE", str(tmp_path / "cache"))

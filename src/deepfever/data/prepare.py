@@ -302,17 +302,27 @@ def _todo(total: int, done: list[tuple[int, int]], shard_size: int, limit: int |
     return todo
 
 
-def _identity(dataset_format: str, root: str, options: dict[str, Any], settings: PrepareSettings,
-              template: dict[str, Any], items: list[tuple[str, int, Sample]]) -> dict[str, Any]:
+def samples_fingerprint(items: Sequence[tuple[str, int, Sample]]) -> str:
+    """Hash of every sample's split, position and pixel signature (path, size, mtime): any edit changes it."""
     digest = hashlib.sha256()
     for split, index, sample in items:
         digest.update(f"{split}\t{index}\t{sample_signature(sample)}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def dataset_items(splits: dict[str, Any]) -> list[tuple[str, int, Sample]]:
+    """``(split, index, sample)`` for every sample of a ``read_dataset`` result, in the order caches store them."""
+    return [(name, index, sample) for name, split in splits.items() for index, sample in enumerate(split.samples)]
+
+
+def _identity(dataset_format: str, root: str, options: dict[str, Any], settings: PrepareSettings,
+              template: dict[str, Any], items: list[tuple[str, int, Sample]]) -> dict[str, Any]:
     identity = {
         "version": PREPARE_VERSION, "format": dataset_format, "root": str(Path(root).resolve()), "options": options,
         "detector": settings.detector, "detector_options": settings.detector_options,
         "box_detector": settings.box_detector if settings.detector == "box" else None,
         "size": settings.size, "channels": settings.channels, "fallback": settings.fallback,
-        "template": template, "samples": len(items), "sample_fingerprint": digest.hexdigest()[:20],
+        "template": template, "samples": len(items), "sample_fingerprint": samples_fingerprint(items),
     }
     return json.loads(json.dumps(identity))  # as it reads back from the manifest (tuples become lists)
 
@@ -341,7 +351,7 @@ def prepare_dataset(
     started = time.perf_counter()
     cache = Path(cache_dir)
     splits = read_dataset(dataset_format, str(root), **options)
-    items = [(name, index, sample) for name, split in splits.items() for index, sample in enumerate(split.samples)]
+    items = dataset_items(splits)
     template = load_default_template().scaled(settings.size).to_dict()
     identity = _identity(dataset_format, str(root), options, settings, template, items)
     manifest_path = cache / "manifest.json"

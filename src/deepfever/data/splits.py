@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,7 +17,11 @@ import numpy as np
 
 from deepfever.data.arrays import cache_dir, load_crop_array
 from deepfever.data.formats import NO_LABEL, Sample, read_dataset
-from deepfever.data.prepare import SOFT_COLUMNS, PrepareError, PrepareSettings, load_prepared, prepare_dataset
+from deepfever.data.prepare import (
+    SOFT_COLUMNS, PrepareError, PrepareSettings, dataset_items, load_prepared, prepare_dataset, samples_fingerprint,
+)
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,18 +51,35 @@ def sample_targets(samples: Sequence[Sample], classes: int = 8) -> tuple[np.ndar
     return soft, valence_arousal, labels
 
 
-def prepared_cache_path(dataset_format: str, root: str, options: dict[str, Any], settings: PrepareSettings) -> Path:
+def prepared_cache_path(dataset_format: str, root: str, options: dict[str, Any], settings: PrepareSettings,
+                        fingerprint: str) -> Path:
     """Where the ``data prepare`` cache of this dataset and face path lives under ``$DEEPFEVER_CACHE``.
 
     The name hashes everything that changes the crops (format, resolved root, reader options,
-    detector, fallback, size, channels), so another face path never reuses a cache; ``prepare_dataset``
-    also refuses a cache whose samples changed.
+    detector, fallback, size, channels) and ``fingerprint`` (``samples_fingerprint`` of the dataset
+    as it is now), so another face path never reuses a cache and an edited or re-copied dataset gets
+    a fresh one instead of a refusal.
     """
     identity = json.dumps({"format": dataset_format, "root": str(Path(root).resolve()), "options": options,
                            "detector": settings.detector, "fallback": settings.fallback, "size": settings.size,
-                           "channels": settings.channels, "detector_options": settings.detector_options}, sort_keys=True)
+                           "channels": settings.channels, "detector_options": settings.detector_options,
+                           "samples": fingerprint}, sort_keys=True)
     digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
     return cache_dir() / "prepared" / f"{dataset_format}_{settings.detector}{settings.size}{settings.channels}_{digest}"
+
+
+def _report_stale(cache: Path, root: str, options: dict[str, Any], settings: PrepareSettings) -> None:
+    """Name caches of earlier versions of this dataset and face path beside ``cache``: they are only disk now."""
+    wanted = {"root": str(Path(root).resolve()), "options": json.loads(json.dumps(options)), "fallback": settings.fallback,
+              "detector_options": settings.detector_options}
+    for other in sorted(cache.parent.glob(cache.name.rsplit("_", 1)[0] + "_*")):
+        manifest_path = other / "manifest.json"
+        if other == cache or not manifest_path.is_file():
+            continue
+        manifest = json.loads(manifest_path.read_text())
+        if all(manifest.get(key) == value for key, value in wanted.items()):
+            logger.info("%s was prepared from an earlier version of this dataset (its files changed since); "
+                        "delete it if no run still uses it", other)
 
 
 def load_split(dataset_format: str, root: str, options: dict[str, Any], split: str, detector: str, fallback: str,
@@ -79,7 +101,10 @@ def load_split(dataset_format: str, root: str, options: dict[str, Any], split: s
         return SplitArrays(load_crop_array(list(samples), size, in_chans), soft, valence_arousal, labels,
                            {"detector": "none", "size": size, "channels": channels})
     settings = PrepareSettings(detector=detector, fallback=fallback, size=size, channels=channels)
-    cache = prepared_cache_path(dataset_format, root, options, settings)
+    fingerprint = samples_fingerprint(dataset_items(read_dataset(dataset_format, root, **options)))
+    cache = prepared_cache_path(dataset_format, root, options, settings, fingerprint)
+    if not cache.exists():
+        _report_stale(cache, root, options, settings)
     summary = prepare_dataset(dataset_format, root, cache, settings, options)
     if not summary.complete:
         raise PrepareError(f"load_split: the prepared cache {cache} is unfinished; run training again to finish it")
