@@ -11,7 +11,11 @@ CK+48 is used for model development, so it is no longer an unseen dataset.
 ``--assume-prior`` gives models that record no training prior FER+'s (mean soft target of
 FER2013Train), so their uniform-prior numbers (post-hoc logit adjustment) can be measured too.
 Targets for the new default: CK+ zero-shot >= 80 %, probe >= 95 %, FER2013Valid >= 87 %, triplets >= 85 %.
+``--setting NAME=RUN[,RUN...]`` names the runs (seeds) of one training setting: they are measured like
+``--models`` and summarised as mean and spread (half the range) per prior, the way the issue asks
+settings to be compared (transfer moves by several points between seeds of one config).
 Run: .venv/bin/python benchmarks/generality.py --models fevernet_s.ferplus runs/x/model.safetensors [--assume-prior]
+     [--setting A=runs/a0/m.safetensors,runs/a1/m.safetensors]
 """
 from __future__ import annotations
 
@@ -33,6 +37,35 @@ from deepfever.models import load_model
 from deepfever.training.data import class_prior
 
 TARGETS = {"ckplus_zero_shot": 0.80, "ckplus_probe": 0.95, "ferplus_valid": 0.87, "vote_triplets": 0.85}
+SUMMARISED = ("ferplus_valid", "ckplus_zero_shot", "ckplus_zero_shot_mtcnn", "ckplus_probe", "vote_triplets")
+
+
+def model_label(name: str) -> str:
+    return Path(str(name)).stem if str(name).endswith(".safetensors") else str(name)
+
+
+def parse_setting(text: str) -> tuple[str, list[str]]:
+    name, _, runs = text.partition("=")
+    if not name or not runs:
+        raise argparse.ArgumentTypeError(f"--setting wants NAME=RUN[,RUN...], got {text!r}")
+    return name, runs.split(",")
+
+
+def summarise_settings(settings: list[tuple[str, list[str]]], rows: list[dict]) -> list[dict]:
+    """Mean and spread (half the range) of each metric over the runs of every setting, per prior."""
+    summaries = []
+    for name, runs in settings:
+        labels = {model_label(run) for run in runs}
+        for prior in sorted({row["prior"] for row in rows if row["model"] in labels}):
+            chosen = [row for row in rows if row["model"] in labels and row["prior"] == prior]
+            summary = {"setting": name, "prior": prior, "runs": [row["model"] for row in chosen]}
+            for key in SUMMARISED:
+                values = np.array([row[key]["mean"] if isinstance(row[key], dict) else row[key] for row in chosen])
+                summary[key] = {"mean": float(values.mean()), "spread": float(np.ptp(values) / 2), "values": values.tolist()}
+            summaries.append(summary)
+            print(f"{name:<34} prior {prior:<8} " + "  ".join(
+                f"{key} {summary[key]['mean']:.4f} ± {summary[key]['spread']:.4f}" for key in SUMMARISED))
+    return summaries
 
 
 def ferplus_train_prior(root: str) -> tuple[float, ...]:
@@ -55,16 +88,21 @@ def ckplus_probe(model, root: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", required=True, help="packaged names or .safetensors paths")
+    parser.add_argument("--models", nargs="*", default=[], help="packaged names or .safetensors paths")
+    parser.add_argument("--setting", action="append", type=parse_setting, default=[],
+                        help="NAME=RUN[,RUN...]: runs (seeds) of one setting, summarised as mean ± spread")
     parser.add_argument("--ferplus", default=str(SHARED / "data" / "ferplus"))
     parser.add_argument("--ckplus", default=str(SHARED / "data" / "ckplus48"))
     parser.add_argument("--assume-prior", action="store_true", help="give prior-less models FER+'s training prior")
     parser.add_argument("--name", default="generality", help="result file name (benchmarks/results/NAME.json)")
     args = parser.parse_args()
+    models = list(dict.fromkeys([*args.models, *(run for _, runs in args.setting for run in runs)]))
+    if not models:
+        parser.error("give --models or --setting")
     samples, triplets = ferplus_vote_triplets(args.ferplus, "valid", 10_000, 0, 0.2)
     assumed = ferplus_train_prior(args.ferplus) if args.assume_prior else None
     rows = []
-    for name in args.models:
+    for name in models:
         model = load_model(name)
         if model.config.class_prior is None and assumed is not None:
             model.config = replace(model.config, class_prior=assumed)
@@ -76,7 +114,7 @@ def main() -> None:
         for prior in priors:
             zero_shot = {detector: ckplus_zero_shot(model, args.ckplus, detector, prior=prior) for detector in ("none", "mtcnn")}
             row = {
-                "model": Path(str(name)).stem if str(name).endswith(".safetensors") else str(name),
+                "model": model_label(name),
                 "prior": prior, "recorded_prior": prior == model.config.output_prior,
                 "ferplus_valid": evaluate_ferplus(model, args.ferplus, "valid", flip_tta=True, prior=prior)["accuracy"],
                 "ckplus_zero_shot": zero_shot["none"]["accuracy"],
@@ -88,7 +126,8 @@ def main() -> None:
             print(f"{row['model']:<34} prior {prior:<8} FER+ valid {row['ferplus_valid']:.4f}  CK+ zero-shot "
                   f"{row['ckplus_zero_shot']:.4f} (aligned {row['ckplus_zero_shot_mtcnn']:.4f})  probe "
                   f"{shared['ckplus_probe']['mean']:.4f} ± {shared['ckplus_probe']['std']:.4f}  triplets {shared['vote_triplets']:.4f}")
-    save_result(args.name, {"doc": __doc__.split("\n\n")[1], "targets": TARGETS, "assumed_prior": assumed, "rows": rows})
+    save_result(args.name, {"doc": __doc__.split("\n\n")[1], "targets": TARGETS, "assumed_prior": assumed, "rows": rows,
+                            "settings": summarise_settings(args.setting, rows)})
 
 
 if __name__ == "__main__":
