@@ -85,3 +85,16 @@ def test_default_template_is_a_plausible_frontal_face() -> None:
     assert lx < nx < rx and mlx < mrx
     assert max(ly, ry) < ny < min(mly, mry)
     assert all(0 <= value < 48 for point in template.landmarks for value in point)
+
+
+def test_padded_box_grows_outward_and_stays_inside_the_image():
+    from deepfever.faces.types import padded_box
+
+    # Longest side (20) sets the margin on every edge; fractions round outward, never into the box.
+    assert padded_box((10.5, 10.5, 20.5, 30.5), 0.1, (100, 100)) == (8, 8, 23, 33)
+    # Per axis: 10 % of the width left/right, of the height top/bottom.
+    assert padded_box((10, 10, 20, 30), 0.1, (100, 100), per_axis=True) == (9, 8, 21, 32)
+    # Clipped at the borders; a box outside the image gives an empty one.
+    assert padded_box((-5, 90, 10, 120), 0.2, (100, 80)) == (0, 84, 16, 100)
+    left, top, right, bottom = padded_box((200, 200, 210, 210), 0.1, (100, 100))
+    assert right <= left and bottom <= top

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from deepfever.errors import ImageReadError
+from deepfever.faces.types import padded_box
 
 logger = logging.getLogger(__name__)
 
@@ -75,11 +76,7 @@ def face_thumbnail(path: str, box: tuple[float, float, float, float], size: int 
     image = images[path]
     if image is None:
         return None
-    x1, y1, x2, y2 = box
-    pad = margin * max(x2 - x1, y2 - y1)
-    height, width = image.shape[:2]
-    left, top = int(max(0, x1 - pad)), int(max(0, y1 - pad))
-    right, bottom = int(min(width, x2 + pad)), int(min(height, y2 + pad))
+    left, top, right, bottom = padded_box(box, margin, image.shape)
     if right <= left or bottom <= top:
         return None
     return np.asarray(Image.fromarray(image[top:bottom, left:right]).resize((size, size), Image.BILINEAR))

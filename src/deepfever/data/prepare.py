@@ -51,6 +51,7 @@ from deepfever.data.arrays import sample_signature
 from deepfever.data.formats import Sample, read_dataset
 from deepfever.data.labels import EMOTIONS
 from deepfever.errors import DeepFeverError, ImageReadError
+from deepfever.faces.types import padded_box
 from deepfever.io.atomic import atomic_write
 
 if TYPE_CHECKING:
@@ -192,13 +193,9 @@ class FaceCropper:
             return face.landmarks, float(face.score), "template" if self.mode == "none" else "detector"
         if sample.box is None:
             raise _Failure("sample has no face box (box mode needs the dataset's boxes)")
-        height, width = image.shape[:2]
-        x1, y1, x2, y2 = sample.box
-        margin_x, margin_y = BOX_MARGIN * (x2 - x1), BOX_MARGIN * (y2 - y1)
-        left, top = int(max(0, math.floor(x1 - margin_x))), int(max(0, math.floor(y1 - margin_y)))
-        right, bottom = int(min(width, math.ceil(x2 + margin_x))), int(min(height, math.ceil(y2 + margin_y)))
+        left, top, right, bottom = padded_box(sample.box, BOX_MARGIN, image.shape, per_axis=True)
         if right - left < 2 or bottom - top < 2:
-            raise _Failure(f"face box {sample.box} lies outside the {width}x{height} image")
+            raise _Failure(f"face box {sample.box} lies outside the {image.shape[1]}x{image.shape[0]} image")
         faces = self.detector.detect(np.ascontiguousarray(image[top:bottom, left:right]))
         if faces:
             face = max(faces, key=lambda f: float((f.box[2] - f.box[0]) * (f.box[3] - f.box[1])))

@@ -1,7 +1,9 @@
-"""The record a detector returns for one face."""
+"""The record a detector returns for one face, and the padded box around it that crops and thumbnails take."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -16,3 +18,19 @@ class Face:
     box: np.ndarray
     landmarks: np.ndarray
     score: float
+
+
+def padded_box(box: Sequence[float], margin: float, image_shape: Sequence[int], per_axis: bool = False) -> tuple[int, int, int, int]:
+    """Integer ``(left, top, right, bottom)`` of ``box`` grown by ``margin`` and clipped to the image.
+
+    The margin is a fraction of the box's longer side on every edge (thumbnails keep a face's context
+    even for thin boxes), or with ``per_axis`` of its width left/right and height top/bottom (a face
+    box re-detected inside keeps its aspect). Outward rounding never cuts into the box. The result
+    may be empty (right <= left) when the box lies outside the image.
+    """
+    x1, y1, x2, y2 = (float(value) for value in box)
+    height, width = int(image_shape[0]), int(image_shape[1])
+    pad_x = margin * ((x2 - x1) if per_axis else max(x2 - x1, y2 - y1))
+    pad_y = margin * ((y2 - y1) if per_axis else max(x2 - x1, y2 - y1))
+    return (max(0, math.floor(x1 - pad_x)), max(0, math.floor(y1 - pad_y)),
+            min(width, math.ceil(x2 + pad_x)), min(height, math.ceil(y2 + pad_y)))

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from deepfever.faces.types import padded_box
 from deepfever.models import DEFAULT_MODEL
 from deepfever.serve._batching import MicroBatcher
 from deepfever.serve._uploads import ClientInputError, decode_upload
@@ -304,10 +305,7 @@ class ExpressionService:
         except ImageReadError as error:
             raise ClientInputError(404, f"thumbnail: the indexed image of row {row} cannot be read now ({error})") from error
         x1, y1, x2, y2 = (float(record[f"box_{name}"]) for name in ("x1", "y1", "x2", "y2"))
-        margin = 0.2 * max(x2 - x1, y2 - y1)
-        height, width = image.shape[:2]
-        box = (max(0, int(x1 - margin)), max(0, int(y1 - margin)), min(width, int(x2 + margin)), min(height, int(y2 + margin)))
-        crop = Image.fromarray(image).crop(box)
+        crop = Image.fromarray(image).crop(padded_box((x1, y1, x2, y2), 0.2, image.shape))
         crop.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
         buffer = io.BytesIO()
         crop.save(buffer, format="JPEG", quality=85)
