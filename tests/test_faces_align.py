@@ -98,3 +98,21 @@ def test_padded_box_grows_outward_and_stays_inside_the_image():
     assert padded_box((-5, 90, 10, 120), 0.2, (100, 80)) == (0, 84, 16, 100)
     left, top, right, bottom = padded_box((200, 200, 210, 210), 0.1, (100, 100))
     assert right <= left and bottom <= top
+
+
+def test_face_in_original_undoes_a_resize_and_a_cut():
+    import cv2
+
+    from deepfever.faces.types import Face, face_in_original
+
+    # A bright pixel at (30, 12) in a 64x48 image; halve it after cutting at (10, 4): found at its pixel centre there.
+    image = np.zeros((48, 64), np.float32)
+    image[12, 30] = 1.0
+    small = cv2.resize(image[4:, 10:], None, fx=0.5, fy=0.5, interpolation=cv2.INTER_LINEAR)
+    found = np.array(np.unravel_index(np.argmax(small), small.shape)[::-1], np.float32)
+    face = Face(box=np.array([0, 0, 27, 22], np.float32), landmarks=np.repeat(found[None], 5, 0), score=0.9)
+    back = face_in_original(face, 0.5, (10, 4))
+    assert np.abs(back.landmarks - [30, 12]).max() <= 1.0
+    assert np.allclose(back.box, [10, 4, 64, 48]) and back.score == 0.9
+    # Per-axis factors, as after a resize to an exact size.
+    assert np.allclose(face_in_original(face, (0.5, 0.25)).box, [0, 0, 54, 88])

@@ -51,7 +51,7 @@ from deepfever.data.arrays import sample_signature
 from deepfever.data.formats import Sample, read_dataset
 from deepfever.data.labels import EMOTIONS
 from deepfever.errors import DeepFeverError, ImageReadError
-from deepfever.faces.types import padded_box
+from deepfever.faces.types import face_in_original, padded_box
 from deepfever.io.atomic import atomic_write
 
 if TYPE_CHECKING:
@@ -199,7 +199,7 @@ class FaceCropper:
         faces = self.detector.detect(np.ascontiguousarray(image[top:bottom, left:right]))
         if faces:
             face = max(faces, key=lambda f: float((f.box[2] - f.box[0]) * (f.box[3] - f.box[1])))
-            return face.landmarks + np.array([left, top], np.float32), float(face.score), "detector"
+            return face_in_original(face, 1.0, (left, top)).landmarks, float(face.score), "detector"
         if sample.landmarks is not None and len(sample.landmarks) == 68:
             return five_from_68(sample.landmarks), math.nan, "dataset"
         raise _Failure("no face found inside the dataset's face box")

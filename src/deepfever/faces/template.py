@@ -18,7 +18,7 @@ import numpy as np
 
 from deepfever.faces.align import AlignmentTemplate
 from deepfever.faces.detect import Detector
-from deepfever.faces.types import Face
+from deepfever.faces.types import Face, face_in_original
 
 TEMPLATE_FILE = "ferplus_template.json"
 
@@ -30,12 +30,7 @@ def detect_upscaled(detector: Detector, crop: np.ndarray, factor: int = 4) -> li
     mapped back so they can be compared with a template of the crop's size.
     """
     big = cv2.resize(crop, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
-    return [
-        Face(box=(face.box / factor).astype(np.float32),
-             landmarks=((face.landmarks + 0.5) / factor - 0.5).astype(np.float32),
-             score=face.score)
-        for face in detector.detect(big)
-    ]
+    return [face_in_original(face, factor) for face in detector.detect(big)]
 
 
 def robust_mean(points: np.ndarray, keep: float = 0.9) -> np.ndarray:

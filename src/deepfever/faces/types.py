@@ -1,4 +1,4 @@
-"""The record a detector returns for one face, and the padded box around it that crops and thumbnails take."""
+"""The record a detector returns for one face, mapped back from resized copies, and the padded box around it."""
 from __future__ import annotations
 
 import math
@@ -34,3 +34,16 @@ def padded_box(box: Sequence[float], margin: float, image_shape: Sequence[int], 
     pad_y = margin * ((y2 - y1) if per_axis else max(x2 - x1, y2 - y1))
     return (max(0, math.floor(x1 - pad_x)), max(0, math.floor(y1 - pad_y)),
             min(width, math.ceil(x2 + pad_x)), min(height, math.ceil(y2 + pad_y)))
+
+
+def face_in_original(face: Face, scale: float | Sequence[float], offset: Sequence[float] = (0.0, 0.0)) -> Face:
+    """``face`` found in a copy of an image cut at ``offset`` (x, y) and resized by ``scale`` (one factor or x, y),
+    in the original image's pixels.
+
+    Box edges are continuous coordinates and scale as they are; landmarks are pixel centres, so they
+    scale about the half-pixel (the convention of ``cv2.resize``).
+    """
+    factor = np.broadcast_to(np.asarray(scale, np.float32), (2,))
+    shift = np.asarray(offset, np.float32)
+    return Face(box=(face.box / np.tile(factor, 2) + np.tile(shift, 2)).astype(np.float32),
+                landmarks=((face.landmarks + 0.5) / factor - 0.5 + shift).astype(np.float32), score=face.score)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from deepfever.faces.detect import Detector, as_rgb_uint8, sort_faces
-from deepfever.faces.types import Face
+from deepfever.faces.types import Face, face_in_original
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class YuNet(Detector):
             scale = self.max_side / longest
             size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
             small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        faces = [_rescale(face, scale) for face in self._run(small)]
+        faces = [face_in_original(face, scale) for face in self._run(small)]
         if scale < 1 and self.refine_below > 0:
             faces = [self._refine(image, face) if (face.box[2] - face.box[0]) * scale < self.refine_below else face
                      for face in faces]
@@ -158,10 +158,8 @@ class YuNet(Detector):
         crop = image[y1:y2, x1:x2]
         size = (max(1, round(crop.shape[1] * zoom)), max(1, round(crop.shape[0] * zoom)))
         crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR)
-        zoom_xy = np.array([size[0] / (x2 - x1), size[1] / (y2 - y1)], np.float32)
-        offset = np.array([x1, y1], np.float32)
-        found = [Face(box=np.concatenate([f.box[:2] / zoom_xy, f.box[2:] / zoom_xy]) + np.tile(offset, 2),
-                      landmarks=(f.landmarks + 0.5) / zoom_xy - 0.5 + offset, score=f.score) for f in self._run(crop)]
+        zoom_xy = (size[0] / (x2 - x1), size[1] / (y2 - y1))
+        found = [face_in_original(f, zoom_xy, (x1, y1)) for f in self._run(crop)]
         best = max(found, key=lambda f: _iou(f.box, face.box), default=None)
         if best is None or _iou(best.box, face.box) < 0.5:
             return face
@@ -191,12 +189,6 @@ def _onnx_session(path: Path, device: str) -> Any:
         index = int(device.split(":")[1]) if ":" in device else 0
         providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
     return onnxruntime.InferenceSession(str(path), providers=providers)
-
-
-def _rescale(face: Face, scale: float) -> Face:
-    """Map a face found in an image shrunk by ``scale`` back to the original's pixels."""
-    return Face(box=(face.box / scale).astype(np.float32),
-                landmarks=((face.landmarks + 0.5) / scale - 0.5).astype(np.float32), score=face.score)
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

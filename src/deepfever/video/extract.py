@@ -19,7 +19,7 @@ import pandas as pd
 from deepfever.extraction.rows import SMOOTH_SUFFIX, PendingBatch, face_row, prediction_fields
 from deepfever.faces.align import align_faces
 from deepfever.faces.detect import Detector
-from deepfever.faces.types import Face
+from deepfever.faces.types import Face, face_in_original
 from deepfever.video.decode import DecodeStats, Frame, decode_shortfall, iter_frames, probe_video
 from deepfever.video.tracking import CONFIRMED, DELETED, TENTATIVE, FaceTracker, Track, appearance_descriptor, follow_faces
 
@@ -202,11 +202,8 @@ def _detect(finder: Detector, rgb: np.ndarray, side: int | None) -> list[Face]:
     scale = side / longest
     small = cv2.resize(rgb, (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale))),
                        interpolation=cv2.INTER_AREA)
-    sx, sy = small.shape[1] / rgb.shape[1], small.shape[0] / rgb.shape[0]
-    factor = np.array([sx, sy], np.float32)
-    return [Face(box=(face.box / np.tile(factor, 2)).astype(np.float32),
-                 landmarks=((face.landmarks + 0.5) / factor - 0.5).astype(np.float32), score=face.score)
-            for face in finder.detect(small)]
+    factor = (small.shape[1] / rgb.shape[1], small.shape[0] / rgb.shape[0])
+    return [face_in_original(face, factor) for face in finder.detect(small)]
 
 
 def _embed_and_track(extractor: Extractor, pending: PendingBatch, frames: list[tuple[int, float, list[Face], list[np.ndarray]]],
