@@ -14,8 +14,11 @@ Targets for the new default: CK+ zero-shot >= 80 %, probe >= 95 %, FER2013Valid 
 ``--setting NAME=RUN[,RUN...]`` names the runs (seeds) of one training setting: they are measured like
 ``--models`` and summarised as mean and spread (half the range) per prior, the way the issue asks
 settings to be compared (transfer moves by several points between seeds of one config).
+``--average NAME=MODEL,MODEL`` measures the uniform weight average of models fine-tuned from one start
+(a "model soup", Wortsman et al., ICML 2022), whose averaged weights are reported to transfer better than
+each ingredient; its batch-norm statistics are averaged too.
 Run: .venv/bin/python benchmarks/generality.py --models fevernet_s.ferplus runs/x/model.safetensors [--assume-prior]
-     [--setting A=runs/a0/m.safetensors,runs/a1/m.safetensors]
+     [--setting A=runs/a0/m.safetensors,runs/a1/m.safetensors] [--average soup=fevernet_s.ferplus,fevernet_s.ferplus_recipe2]
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from _common import SHARED, save_result
 from deepfever.data.arrays import load_crop_array
@@ -33,7 +37,7 @@ from deepfever.evaluation.predict import predict_arrays
 from deepfever.evaluation.probe import evaluate_probe
 from deepfever.evaluation.transfer import ckplus_zero_shot
 from deepfever.evaluation.triplets import ferplus_vote_triplets, triplet_accuracy
-from deepfever.models import load_model
+from deepfever.models import ExpressionModel, load_model
 from deepfever.training.data import class_prior
 
 TARGETS = {"ckplus_zero_shot": 0.80, "ckplus_probe": 0.95, "ferplus_valid": 0.87, "vote_triplets": 0.85}
@@ -49,6 +53,20 @@ def parse_setting(text: str) -> tuple[str, list[str]]:
     if not name or not runs:
         raise argparse.ArgumentTypeError(f"--setting wants NAME=RUN[,RUN...], got {text!r}")
     return name, runs.split(",")
+
+
+def average_weights(names: list[str]) -> ExpressionModel:
+    """The uniform average of the weights (and batch-norm statistics) of models of one architecture and head."""
+    models = [load_model(name) for name in names]
+    first = models[0].config
+    for name, model in zip(names, models):
+        if (model.config.arch, model.config.logit_adjustment, model.config.class_names) != (first.arch, first.logit_adjustment, first.class_names):
+            raise SystemExit(f"--average: {name} differs from {names[0]} in architecture, classes or logit adjustment")
+    states = [model.state_dict() for model in models]
+    averaged = {key: torch.stack([state[key].float() for state in states]).mean(0).to(value.dtype) if value.is_floating_point() else value
+                for key, value in states[0].items()}
+    models[0].load_state_dict(averaged)
+    return models[0]
 
 
 def summarise_settings(settings: list[tuple[str, list[str]]], rows: list[dict]) -> list[dict]:
@@ -91,19 +109,23 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=[], help="packaged names or .safetensors paths")
     parser.add_argument("--setting", action="append", type=parse_setting, default=[],
                         help="NAME=RUN[,RUN...]: runs (seeds) of one setting, summarised as mean ± spread")
+    parser.add_argument("--average", action="append", type=parse_setting, default=[],
+                        help="NAME=MODEL,MODEL: measure the weight average of these models as NAME")
     parser.add_argument("--ferplus", default=str(SHARED / "data" / "ferplus"))
     parser.add_argument("--ckplus", default=str(SHARED / "data" / "ckplus48"))
     parser.add_argument("--assume-prior", action="store_true", help="give prior-less models FER+'s training prior")
     parser.add_argument("--name", default="generality", help="result file name (benchmarks/results/NAME.json)")
     args = parser.parse_args()
     models = list(dict.fromkeys([*args.models, *(run for _, runs in args.setting for run in runs)]))
-    if not models:
-        parser.error("give --models or --setting")
+    if not models and not args.average:
+        parser.error("give --models, --setting or --average")
     samples, triplets = ferplus_vote_triplets(args.ferplus, "valid", 10_000, 0, 0.2)
     assumed = ferplus_train_prior(args.ferplus) if args.assume_prior else None
     rows = []
-    for name in models:
-        model = load_model(name)
+    candidates = [(name, lambda name=name: load_model(name)) for name in models]
+    candidates += [(name, lambda runs=runs: average_weights(runs)) for name, runs in args.average]
+    for name, build in candidates:
+        model = build()
         if model.config.class_prior is None and assumed is not None:
             model.config = replace(model.config, class_prior=assumed)
         crops = load_crop_array(samples, model.config.input_size, model.config.in_chans)
