@@ -335,9 +335,11 @@ def prepare_dataset(
     cache_dir: str | Path,
     settings: PrepareSettings | None = None,
     options: dict[str, Any] | None = None,
+    splits: dict[str, Any] | None = None,
 ) -> PrepareSummary:
     """Detect and align every sample of ``read_dataset(dataset_format, root, **options)`` into ``cache_dir``.
 
+    ``splits`` is that ``read_dataset`` result when the caller has read it already (not read twice).
     Re-running continues an unfinished cache; a finished one is left as it is. Raises ``PrepareError``
     when ``cache_dir`` holds a preparation with other settings or of other data.
     """
@@ -347,7 +349,7 @@ def prepare_dataset(
     options = dict(options or {})
     started = time.perf_counter()
     cache = Path(cache_dir)
-    splits = read_dataset(dataset_format, str(root), **options)
+    splits = splits if splits is not None else read_dataset(dataset_format, str(root), **options)
     items = dataset_items(splits)
     template = load_default_template().scaled(settings.size).to_dict()
     identity = _identity(dataset_format, str(root), options, settings, template, items)

@@ -92,8 +92,8 @@ def load_split(dataset_format: str, root: str, options: dict[str, Any], split: s
     ``none`` keeps faces the detector misses as resized crops.
     """
     channels = "grey" if in_chans == 1 else "rgb"
+    splits = read_dataset(dataset_format, root, **options)
     if detector == "none":
-        splits = read_dataset(dataset_format, root, **options)
         if split not in splits:
             raise ValueError(f"load_split: {dataset_format} at {root} has no split {split!r}; found {sorted(splits)}")
         samples = splits[split].samples[: limit or None]
@@ -101,11 +101,10 @@ def load_split(dataset_format: str, root: str, options: dict[str, Any], split: s
         return SplitArrays(load_crop_array(list(samples), size, in_chans), soft, valence_arousal, labels,
                            {"detector": "none", "size": size, "channels": channels})
     settings = PrepareSettings(detector=detector, fallback=fallback, size=size, channels=channels)
-    fingerprint = samples_fingerprint(dataset_items(read_dataset(dataset_format, root, **options)))
-    cache = prepared_cache_path(dataset_format, root, options, settings, fingerprint)
+    cache = prepared_cache_path(dataset_format, root, options, settings, samples_fingerprint(dataset_items(splits)))
     if not cache.exists():
         _report_stale(cache, root, options, settings)
-    summary = prepare_dataset(dataset_format, root, cache, settings, options)
+    summary = prepare_dataset(dataset_format, root, cache, settings, options, splits)
     if not summary.complete:
         raise PrepareError(f"load_split: the prepared cache {cache} is unfinished; run training again to finish it")
     crops, index = load_prepared(cache)
