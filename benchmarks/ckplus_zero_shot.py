@@ -15,6 +15,7 @@ import argparse
 from _common import SHARED, result_name, save_result
 from deepfever.evaluation.transfer import ckplus_zero_shot
 from deepfever.models import DEFAULT_MODEL, load_model
+from deepfever.models.prior import available_priors
 
 TARGET = 0.80
 
@@ -26,9 +27,7 @@ def main() -> None:
     parser.add_argument("--detectors", nargs="+", default=["none", "mtcnn"], choices=("none", "mtcnn", "yunet"))
     args = parser.parse_args()
     model = load_model(args.model)
-    priors = [model.config.output_prior]
-    if model.config.class_prior is not None:
-        priors += [prior for prior in ("train", "uniform") if prior not in priors]
+    priors = available_priors(model.config)
     result = {"model": str(args.model), "protocol": __doc__.split("\n\n")[1].replace("\n", " "), "target": TARGET,
               "output_prior": model.config.output_prior, "results": {}}
     for detector in args.detectors:

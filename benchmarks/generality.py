@@ -38,6 +38,7 @@ from deepfever.evaluation.probe import evaluate_probe
 from deepfever.evaluation.transfer import ckplus_zero_shot
 from deepfever.evaluation.triplets import ferplus_vote_triplets, triplet_accuracy
 from deepfever.models import ExpressionModel, load_model
+from deepfever.models.prior import available_priors
 from deepfever.training.data import class_prior
 
 TARGETS = {"ckplus_zero_shot": 0.80, "ckplus_probe": 0.95, "ferplus_valid": 0.87, "vote_triplets": 0.85}
@@ -131,8 +132,7 @@ def main() -> None:
         crops = load_crop_array(samples, model.config.input_size, model.config.in_chans)
         vectors = predict_arrays(model, crops)["embedding"]
         shared = {"vote_triplets": triplet_accuracy(vectors, triplets)["accuracy"], "ckplus_probe": ckplus_probe(model, args.ckplus)}
-        priors = [model.config.output_prior] + ([p for p in ("train", "uniform") if p != model.config.output_prior]
-                                                if model.config.class_prior is not None else [])
+        priors = available_priors(model.config)
         for prior in priors:
             zero_shot = {detector: ckplus_zero_shot(model, args.ckplus, detector, prior=prior) for detector in ("none", "mtcnn")}
             row = {

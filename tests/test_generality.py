@@ -246,3 +246,10 @@ def test_extractor_reports_the_prior_asked_for_and_refuses_one_the_model_cannot_
     trained = Extractor(model=adjusted, prior="train").predict(crops)["probabilities"]
     expected = uniform * np.array(prior)
     np.testing.assert_allclose(trained, expected / expected.sum(axis=1, keepdims=True), rtol=1e-4, atol=1e-6)
+
+
+def test_available_priors_lists_the_recorded_one_first_and_uniform_only_with_a_training_prior():
+    from deepfever.models.prior import available_priors
+
+    assert available_priors(ModelConfig("fevernet_s")) == ["train"]
+    assert available_priors(ModelConfig("fevernet_s", class_prior=(0.125,) * 8, logit_adjustment=1.0, output_prior="uniform")) == ["uniform", "train"]

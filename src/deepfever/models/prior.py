@@ -27,6 +27,13 @@ def native_prior(config: ModelConfig) -> str:
     return "uniform" if config.logit_adjustment > 0 else "train"
 
 
+def available_priors(config: ModelConfig) -> list[str]:
+    """The priors the model can report, its recorded ``output_prior`` first (both only when it records its training prior)."""
+    if config.class_prior is None:
+        return [config.output_prior]
+    return [config.output_prior] + [prior for prior in OUTPUT_PRIORS if prior != config.output_prior]
+
+
 def prior_offset(config: ModelConfig, prior: str | None = None) -> np.ndarray | None:
     """Vector to add to raw logits so softmax reports probabilities under ``prior`` (None: no change).
 
