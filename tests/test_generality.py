@@ -5,10 +5,12 @@ import math
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from conftest import write_ferplus_fixture
 from deepfever.config import load_config
+from deepfever.data.sampling import MixingSampler
 from deepfever.data.arrays import load_crop_array
 from deepfever.data.formats import Sample
 from deepfever.data.labels import EMOTIONS
@@ -18,7 +20,9 @@ from deepfever.models import ModelConfig, load_model
 from deepfever.models.prior import prior_offset
 from deepfever.training.augment import AugmentConfig, augment_batch
 from deepfever.training.config import TrainConfig
+from deepfever.training.data import class_balanced_weights, sampled_prior
 from deepfever.training.loop import train
+from deepfever.training.task import _offset_to
 
 BASE = ["epochs=2", "batch_size=16", "optim.lr=0.05", "optim.warmup_epochs=0", "eval_flip_tta=false", "num_threads=1"]
 
@@ -161,6 +165,55 @@ def test_an_edited_dataset_gets_a_fresh_prepared_cache_and_the_old_one_is_named(
     again = load_split("images", str(folder), {}, "all", "yunet", "none", 48, 1)  # unchanged: reused, nothing new
     assert np.array_equal(again.images, second.images) and len(list((tmp_path / "cache" / "prepared").iterdir())) == 2
 
+# -- class-aware sampling -------------------------------------------------------------------------
+def _one_hot(counts):
+    return np.repeat(np.eye(8, dtype=np.float32), counts, axis=0)
+
+
+def test_class_balanced_weights_draw_classes_by_a_power_of_the_prior():
+    counts = [64, 16, 4, 1, 0, 0, 0, 0]
+    soft = _one_hot(counts)
+    prior = np.array(counts) / sum(counts)
+    np.testing.assert_allclose(sampled_prior(soft, np.ones(len(soft))), prior, atol=1e-7)
+    np.testing.assert_allclose(sampled_prior(soft, class_balanced_weights(soft, 1.0)), [0.25] * 4 + [0] * 4, atol=1e-7)
+    root = np.sqrt(prior) / np.sqrt(prior).sum()
+    np.testing.assert_allclose(sampled_prior(soft, class_balanced_weights(soft, 0.5)), root, atol=1e-7)
+    unlabelled = np.vstack([soft, np.full((2, 8), np.nan, np.float32)])
+    weights = class_balanced_weights(unlabelled, 1.0)
+    assert np.isfinite(weights).all() and np.allclose(weights[-2:], weights[:-2].mean())
+
+
+def test_weighted_sampler_follows_its_weights_deterministically_and_resumes_exactly():
+    weights = np.array([1.0, 0.0, 3.0, 0.0])
+    sampler = MixingSampler([4, 10], [8, 2], seed=3, weights=[weights, None])
+    drawn = np.concatenate([next(sampler)[0] for _ in range(500)])
+    counts = np.bincount(drawn, minlength=4)
+    assert counts[1] == counts[3] == 0 and 2.7 < counts[2] / counts[0] < 3.3
+    reference = MixingSampler([4, 10], [8, 2], seed=3, weights=[weights, None])
+    batches = [next(reference) for _ in range(12)]
+    resumed = MixingSampler([4, 10], [8, 2], seed=3, weights=[weights, None])
+    resumed.load_state_dict({"position": 9})
+    for want in batches[9:]:
+        assert all(np.array_equal(a, b) for a, b in zip(next(resumed), want))
+    with pytest.raises(ValueError, match="weights"):
+        MixingSampler([4], [2], weights=[np.array([1.0, -1.0, 0.0, 0.0])])
+
+
+def test_logits_are_moved_from_the_prior_a_model_assumes_to_the_batch_prior():
+    data = torch.tensor([0.4, 0.3, 0.1, 0.1, 0.05, 0.03, 0.01, 0.01])
+    batch = torch.full((8,), 0.125)
+    plain = ModelConfig("fevernet_s", class_prior=tuple(data.tolist()))
+    adjusted = ModelConfig("fevernet_s", class_prior=tuple(data.tolist()), logit_adjustment=1.0, output_prior="uniform")
+    logits = torch.randn(5, 8)
+    # Bayes' rule: posteriors under the data prior, re-weighted by batch / data, are posteriors under the batch prior.
+    expected = torch.softmax(logits, 1) * batch / data
+    expected = expected / expected.sum(1, keepdim=True)
+    torch.testing.assert_close(torch.softmax(logits + _offset_to(batch, plain), 1), expected)
+    # A logit-adjusted model's raw logits assume uniform classes: it is moved by log(batch prior) alone.
+    torch.testing.assert_close(_offset_to(data, adjusted), torch.log(data))
+    assert not _offset_to(None, plain).any() and not _offset_to(batch, ModelConfig("fevernet_s")).any()
+
+
 # -- training -------------------------------------------------------------------------------------
 def test_logit_adjusted_run_selects_on_a_holdout_and_reports_valid_once(ferplus_root, tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPFEVER_CACHE", str(tmp_path / "cache"))
@@ -177,6 +230,18 @@ def test_logit_adjusted_run_selects_on_a_holdout_and_reports_valid_once(ferplus_
     header = (output / "metrics.csv").read_text().splitlines()[0]
     assert "holdout_accuracy" in header and "valid_accuracy" not in header
     assert "minus 16 held out" in info["training"]["data"]
+
+
+def test_class_balanced_run_records_the_data_prior_not_the_sampled_one(ferplus_root, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("DEEPFEVER_CACHE", str(tmp_path / "cache"))
+    adjusted = ["loss.logit_adjust=1.0", "epochs=1"]
+    train(_config(ferplus_root, tmp_path / "plain", adjusted))
+    with caplog.at_level("INFO", logger="deepfever.training.loop"):
+        train(_config(ferplus_root, tmp_path / "balanced", [*adjusted, "data.class_balance=1.0"]))
+    plain, balanced = (json.loads((tmp_path / name / "model.json").read_text())["model"] for name in ("plain", "balanced"))
+    assert balanced["class_prior"] == plain["class_prior"] and balanced["logit_adjustment"] == 1.0
+    assert "class_balance 1.0: batches draw classes" in caplog.text
+    assert yaml.safe_load((tmp_path / "balanced" / "config.yaml").read_text())["data"]["class_balance"] == 1.0
 
 
 def test_selection_on_last_exports_the_last_epoch(ferplus_root, tmp_path, monkeypatch):
@@ -214,6 +279,7 @@ def test_training_through_a_prepared_cache_records_the_face_path(ferplus_root, t
 @pytest.mark.parametrize("override, message", [
     ("epochs=0", "epochs"), ("data.limit_train=-1", "limit_train"), ("optim.lr=.nan", "optim.lr"),
     ("model.embedding_dim=0", "embedding_dim"), ("model.channels=cmyk", "model.channels"), ("data.detector=sonar", "data.detector"),
+    ("data.class_balance=1.5", "class_balance"), ("data.class_balance=0.5", "logit_adjust"),
 ])
 def test_bad_training_configs_are_refused_before_any_work(override, message):
     with pytest.raises(ValueError, match=message):

@@ -1,7 +1,9 @@
 """A deterministic, resumable, distributed-aware sampler that mixes several datasets in every batch.
 
 Each source has an endless stream of indices: the concatenation of seeded permutations of its
-``range(size)`` (permutation ``k`` seeded by ``(seed, source, k)``). Micro-batch ``g`` takes
+``range(size)`` (permutation ``k`` seeded by ``(seed, source, k)``). A source given sampling
+``weights`` (class-aware sampling) instead draws each cycle of ``size`` indices with replacement in
+proportion to them, seeded the same way. Micro-batch ``g`` takes
 ``counts[d] * world_size`` consecutive stream positions from every source ``d`` and gives rank ``r``
 its own slice of ``counts[d]``, so ranks hold disjoint shards and together cover what a single
 process would see. The only state is ``position`` (micro-batches drawn so far), which makes
@@ -52,11 +54,17 @@ class MixingSampler:
         counts: units per source in one micro-batch of one rank.
         seed: stream seed; the same seed gives the same batches on any number of processes.
         rank, world_size: this process's place in a distributed run (defaults: single process).
+        weights: per source, ``None`` (each unit once per cycle) or non-negative sampling weights, one per unit.
     """
 
-    def __init__(self, sizes: Sequence[int], counts: Sequence[int], seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, sizes: Sequence[int], counts: Sequence[int], seed: int = 0, rank: int = 0, world_size: int = 1,
+                 weights: Sequence[np.ndarray | None] | None = None) -> None:
         if len(sizes) != len(counts):
             raise ValueError(f"MixingSampler: {len(sizes)} sizes but {len(counts)} counts; give one count per source")
+        weights = list(weights) if weights is not None else [None] * len(sizes)
+        if len(weights) != len(sizes):
+            raise ValueError(f"MixingSampler: {len(weights)} weight entries for {len(sizes)} sources; give None for unweighted ones")
+        self.probabilities = [_probabilities(w, size, source) for source, (w, size) in enumerate(zip(weights, sizes))]
         if any(count > 0 and size <= 0 for size, count in zip(sizes, counts)):
             raise ValueError(f"MixingSampler: a source with units to draw is empty (sizes {list(sizes)}, counts {list(counts)})")
         if not 0 <= rank < world_size:
@@ -64,7 +72,7 @@ class MixingSampler:
         self.sizes, self.counts = [int(size) for size in sizes], [int(count) for count in counts]
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.position = 0
-        self._permutations: dict[tuple[int, int], np.ndarray] = {}
+        self._cycles: dict[tuple[int, int], np.ndarray] = {}
 
     def __iter__(self) -> "MixingSampler":
         return self
@@ -88,15 +96,29 @@ class MixingSampler:
         out = np.empty(count, dtype=np.int64)
         for cycle in np.unique(cycles):
             chosen = cycles == cycle
-            out[chosen] = self._permutation(source, int(cycle))[offsets[chosen]]
+            out[chosen] = self._cycle(source, int(cycle))[offsets[chosen]]
         return out
 
-    def _permutation(self, source: int, cycle: int) -> np.ndarray:
+    def _cycle(self, source: int, cycle: int) -> np.ndarray:
         key = (source, cycle)
-        if key not in self._permutations:
+        if key not in self._cycles:
             # Keep the two newest cycles per source: a batch spans at most two.
-            stale = [old for old in self._permutations if old[0] == source and old[1] < cycle - 1]
+            stale = [old for old in self._cycles if old[0] == source and old[1] < cycle - 1]
             for old in stale:
-                del self._permutations[old]
-            self._permutations[key] = np.random.default_rng([self.seed, source, cycle]).permutation(self.sizes[source])
-        return self._permutations[key]
+                del self._cycles[old]
+            rng = np.random.default_rng([self.seed, source, cycle])
+            probabilities = self.probabilities[source]
+            size = self.sizes[source]
+            self._cycles[key] = rng.permutation(size) if probabilities is None else rng.choice(size, size, p=probabilities)
+        return self._cycles[key]
+
+
+def _probabilities(weights: np.ndarray | None, size: int, source: int) -> np.ndarray | None:
+    """Sampling weights normalised to probabilities, after checking they fit the source."""
+    if weights is None:
+        return None
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != (size,) or not np.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError(f"MixingSampler: source {source} needs {size} finite non-negative weights with a positive sum, "
+                         f"got shape {weights.shape}")
+    return weights / weights.sum()

@@ -85,6 +85,10 @@ class DataSection(FacePathFields):
     the exported model, as a number no choice was made on; ``valid`` picks on ``valid_split``
     (then its score is optimistic); ``last`` exports the last epoch (the held-out slice is then
     only scored per epoch, for the curves).
+    ``class_balance`` = q in [0, 1] is class-aware sampling of the training split: an image is drawn
+    with weight ``sum_c target_c * prior_c ** -q`` (0: as stored, 0.5: square-root, 1: balanced
+    classes), so rare classes are seen more often under more augmentations rather than only weighted
+    up; ``loss.logit_adjust`` then adjusts for the prior the sampled batches have.
     """
 
     format: str = "ferplus"
@@ -98,9 +102,12 @@ class DataSection(FacePathFields):
     select_on: str = "valid"
     holdout: float = 0.1
     holdout_seed: int = 0
+    class_balance: float = 0.0
 
     def __post_init__(self) -> None:
         self._check_face_path("data")
+        if not 0.0 <= self.class_balance <= 1.0:
+            raise ValueError(f"data.class_balance must lie in [0, 1] (0 off, 0.5 square-root, 1 balanced), got {self.class_balance}")
         if self.limit_train < 0 or self.limit_valid < 0:
             raise ValueError(f"data.limit_train and data.limit_valid must be 0 (all) or more, got {self.limit_train}, {self.limit_valid}")
         if self.select_on not in SELECTION:
@@ -154,9 +161,10 @@ class LossSection:
 
     ``logit_adjust`` = tau > 0 trains the emotion head for balanced classes: the cross-entropy (and
     the distillation KL) see ``logits + tau * log(training prior)``, so the raw logits the model
-    keeps are those of uniform classes (Menon et al., ICLR 2021). The prior is the mean soft target
-    of the ``data`` training split, recorded in the exported model with ``output_prior`` as the
-    default prior of its probabilities.
+    keeps are those of uniform classes (Menon et al., ICLR 2021). The prior adjusted for is that of
+    the sampled batches: the mean soft target of the ``data`` training split, re-weighted by
+    ``data.class_balance``. The split's own prior is recorded in the exported model with
+    ``output_prior`` as the default prior of its probabilities.
     """
 
     soft_ce: float = 1.0
@@ -240,6 +248,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.steps_per_epoch < 0 or self.checkpoint_every_steps < 0 or self.eval_triplets < 0:
             raise ValueError("steps_per_epoch, checkpoint_every_steps and eval_triplets must be 0 (off/auto) or more")
+        if self.data.class_balance and not self.loss.logit_adjust:
+            # Resampled batches shift the prior the raw logits learn; only logit adjustment records which one.
+            raise ValueError("data.class_balance needs loss.logit_adjust > 0, so the model's raw logits keep a prior its metadata can state")
         # load_config leaves list items as plain mappings; build them here so a bad key names itself.
         known = {item.name for item in fields(SourceSection)}
         built = []

@@ -19,6 +19,7 @@ from deepfever.data.arrays import load_crop_array
 from deepfever.data.formats import NO_LABEL, Sample
 from deepfever.data.splits import SplitArrays, load_split, sample_targets
 from deepfever.data.triplets import TripletSet, vote_triplets
+from deepfever.models.prior import PRIOR_FLOOR
 from deepfever.training.config import DataSection, SourceSection
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,24 @@ def class_prior(soft: np.ndarray) -> np.ndarray:
     if not len(labelled):
         raise ValueError("class_prior: the training split has no emotion targets; logit adjustment needs them")
     prior = labelled.mean(axis=0)
+    return prior / prior.sum()
+
+
+def class_balanced_weights(soft: np.ndarray, power: float) -> np.ndarray:
+    """Sampling weight per image, ``sum_c soft_c * prior_c ** -power``: class-aware sampling whose
+    drawn classes follow ``prior ** (1 - power)``; images without targets keep the mean weight."""
+    prior = class_prior(soft)
+    labelled = ~np.isnan(soft[:, 0])
+    weights = np.empty(len(soft))
+    weights[labelled] = soft[labelled] @ np.maximum(prior, PRIOR_FLOOR) ** -power
+    weights[~labelled] = weights[labelled].mean()
+    return weights
+
+
+def sampled_prior(soft: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The class distribution of batches drawn with ``weights``: the prior a logit-adjusted loss sees."""
+    labelled = ~np.isnan(soft[:, 0])
+    prior = weights[labelled] @ soft[labelled]
     return prior / prior.sum()
 
 

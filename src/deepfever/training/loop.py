@@ -42,7 +42,8 @@ from deepfever.models.preprocess import normalize
 from deepfever.training.augment import augment_batch
 from deepfever.training.config import TrainConfig
 from deepfever.data.splits import SplitArrays, load_split
-from deepfever.training.data import assemble, class_prior, has_labels, load_primary, load_source, steps_per_epoch
+from deepfever.training.data import (assemble, class_balanced_weights, class_prior, has_labels, load_primary, load_source, sampled_prior,
+                                     steps_per_epoch)
 from deepfever.training.distributed import DistributedContext, init_distributed
 from deepfever.training.hooks import CheckpointHook, EvaluationHook, GpuUtilisationHook, Hook, read_metrics
 from deepfever.training.monitor import UtilisationMeter, read_gpu_utilisation
@@ -145,6 +146,14 @@ class Trainer:
         primary, held_out = load_primary(config.data, size, in_chans)
         self.sources = [primary] + [load_source(source, size, config.seed, in_chans) for source in config.sources]
         prior = class_prior(primary.soft) if config.loss.logit_adjust else None
+        balance = class_balanced_weights(primary.soft, config.data.class_balance) if config.data.class_balance else None
+        # The class distribution of the primary source's draws: the prior the emotion terms see.
+        batch_prior = None
+        if not np.isnan(primary.soft[:, 0]).all():
+            batch_prior = sampled_prior(primary.soft, balance if balance is not None else np.ones(len(primary.soft)))
+        if balance is not None:
+            logger.info("class_balance %s: batches draw classes %s (data %s)", config.data.class_balance,
+                        np.round(batch_prior, 3).tolist(), np.round(prior, 3).tolist())
         self.model_config = ModelConfig(
             arch=config.model.arch, embedding_dim=config.model.embedding_dim, arch_kwargs=dict(config.model.arch_kwargs),
             trained_heads=trained_heads(config.loss), input_size=size, in_chans=in_chans,
@@ -169,7 +178,8 @@ class Trainer:
             )
         ratios = [config.data.ratio] + [source.ratio for source in config.sources]
         counts = allocate(per_micro_batch, ratios, [source.unit_size for source in self.sources])
-        self.sampler = MixingSampler([source.units for source in self.sources], counts, config.seed, context.rank, context.world_size)
+        self.sampler = MixingSampler([source.units for source in self.sources], counts, config.seed, context.rank, context.world_size,
+                                     weights=[balance] + [None] * len(config.sources))
         self.steps_per_epoch = steps_per_epoch(self.sources[0], counts[0] * context.world_size * config.accumulate_steps,
                                                config.steps_per_epoch)
 
@@ -194,7 +204,7 @@ class Trainer:
         if config.compile:
             forward_model = torch.compile(forward_model)
         self.task = ExpressionTask(forward_model, config.loss, config.distill, self.model_config, teacher,
-                                   torch.from_numpy(prior) if prior is not None else None)
+                                   torch.from_numpy(batch_prior) if batch_prior is not None else None)
         self.terms = ("loss", *active_terms(config.loss))
         self.hooks: list[Hook] = [EvaluationHook(), CheckpointHook(config.checkpoint_every_steps)]
         if self.device.type == "cuda":

@@ -47,12 +47,14 @@ class ExpressionTask(nn.Module):
         distill: temperature and embedding distance for the teacher terms.
         teacher: frozen model that provides distillation targets (needed when a distill weight is set).
         student_config: the student's preprocessing, to re-normalise images for a teacher that differs.
-        class_prior: training class distribution; with ``loss.logit_adjust`` = tau > 0 the emotion terms
-            see ``logits + tau * log(prior)`` (logit adjustment), so the raw logits learn balanced classes.
+        batch_prior: class distribution of the training batches (the data's, or class-aware sampling's). The
+            emotion terms see the student's logits, and the teacher's, moved from the prior their raw logits
+            assume to this one (logit adjustment: a student with ``loss.logit_adjust`` = 1 learns raw
+            logits for balanced classes).
     """
 
     def __init__(self, model: nn.Module, loss: LossSection, distill: DistillSection, student_config: ModelConfig,
-                 teacher: ExpressionModel | None = None, class_prior: torch.Tensor | None = None) -> None:
+                 teacher: ExpressionModel | None = None, batch_prior: torch.Tensor | None = None) -> None:
         super().__init__()
         self.model = model
         self.weights = {name: getattr(loss, name) for name in active_terms(loss)}
@@ -71,11 +73,10 @@ class ExpressionTask(nn.Module):
         self.distill_embedding = EmbeddingDistillation(distill.embedding_distance)
         self.student_config = student_config
         self.teacher = teacher
-        if loss.logit_adjust and class_prior is None:
-            raise ValueError("ExpressionTask: loss.logit_adjust needs the training class prior")
-        self.register_buffer("logit_offset", _log_prior_offset(class_prior, loss.logit_adjust), persistent=False)
-        # A teacher's logits, moved to the training prior the adjusted student logits also express.
-        self.register_buffer("teacher_offset", _teacher_offset(teacher), persistent=False)
+        if loss.logit_adjust and (batch_prior is None or student_config.class_prior is None):
+            raise ValueError("ExpressionTask: loss.logit_adjust needs the batch prior and the student's recorded training prior")
+        self.register_buffer("logit_offset", _offset_to(batch_prior, student_config), persistent=False)
+        self.register_buffer("teacher_offset", _offset_to(batch_prior, teacher.config if teacher is not None else None), persistent=False)
         if teacher is not None:
             if teacher.config.input_size != student_config.input_size or teacher.config.in_chans != student_config.in_chans:
                 raise ValueError(
@@ -120,18 +121,14 @@ class ExpressionTask(nn.Module):
         return (images * student.std + student.mean - teacher.mean) / teacher.std
 
 
-def _log_prior_offset(prior: torch.Tensor | None, tau: float) -> torch.Tensor:
-    """``tau * log(prior)`` (zeros without adjustment), floored so an absent class stays finite."""
-    if prior is None or not tau:
+def _offset_to(batch_prior: torch.Tensor | None, config: ModelConfig | None) -> torch.Tensor:
+    """What moves a model's raw logits to ``batch_prior`` by Bayes' rule: ``log(batch_prior) - log(native)``,
+    where the raw logits assume ``class_prior ** (1 - tau)`` (tau = its logit adjustment). Zero when either
+    prior is unknown: the model is then taken to have learnt the batches' prior."""
+    if batch_prior is None or config is None or config.class_prior is None:
         return torch.zeros(())
-    return tau * torch.log(prior.float().clamp_min(PRIOR_FLOOR))
-
-
-def _teacher_offset(teacher: ExpressionModel | None) -> torch.Tensor:
-    """What moves a teacher's raw logits to its training prior (zero unless it was logit-adjusted)."""
-    if teacher is None or not teacher.config.logit_adjustment or teacher.config.class_prior is None:
-        return torch.zeros(())
-    return _log_prior_offset(torch.tensor(teacher.config.class_prior), teacher.config.logit_adjustment)
+    native = torch.tensor(config.class_prior).clamp_min(PRIOR_FLOOR)
+    return torch.log(batch_prior.float().clamp_min(PRIOR_FLOOR)) - (1.0 - config.logit_adjustment) * torch.log(native)
 
 
 def load_teacher(name_or_path: str, device: torch.device) -> tuple[ExpressionModel, dict[str, Any]]:
