@@ -2,6 +2,7 @@
 import csv
 import json
 import math
+import threading
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ from PIL import Image
 
 from deepfever.cli import main
 from deepfever.data.prepare import PrepareError, PrepareSettings, five_from_68, load_prepared, prepare_dataset
+from deepfever.io.lock import RunLock
 
 CLASSES = ("happy", "sad")
 
@@ -58,6 +60,26 @@ def test_prepare_writes_crops_index_failures_and_manifest(manifest_dataset, tmp_
     assert manifest["complete"] and manifest["size"] == manifest["template"]["size"] == 32
     assert manifest["detector"] == "none" and manifest["counts"]["per_split"] == {"train": 4, "valid": 2}
     assert not (cache / "shards").exists()
+
+
+def test_runs_preparing_one_cache_together_wait_and_the_work_is_done_once(manifest_dataset, tmp_path, caplog):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    settings = PrepareSettings(detector="none", size=32, shard_size=3)
+    summaries = []
+    runs = [threading.Thread(target=lambda: summaries.append(prepare_dataset("csv", manifest_dataset, cache, settings)))
+            for _ in range(2)]
+    with caplog.at_level("INFO", logger="deepfever"):
+        with RunLock(cache / ".prepare.lock", "held by the test"):
+            for run in runs:
+                run.start()
+            runs[0].join(timeout=0.5)
+            assert all(run.is_alive() for run in runs) and not (cache / "manifest.json").exists()  # both wait
+        for run in runs:
+            run.join(timeout=60)
+    assert [summary.complete for summary in summaries] == [True, True]
+    assert caplog.text.count("to do now") == 1 and caplog.text.count("is already complete") == 1
+    assert "waiting for another deepfever run" in caplog.text and not (cache / ".prepare.lock").exists()
 
 
 def test_resume_after_a_limited_run_neither_redoes_nor_duplicates(manifest_dataset, tmp_path):

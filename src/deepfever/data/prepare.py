@@ -53,6 +53,7 @@ from deepfever.data.labels import EMOTIONS
 from deepfever.errors import DeepFeverError, ImageReadError
 from deepfever.faces.types import face_in_original, padded_box
 from deepfever.io.atomic import atomic_write
+from deepfever.io.lock import RunLock
 
 if TYPE_CHECKING:
     from deepfever.faces.detect import Detector
@@ -353,37 +354,55 @@ def prepare_dataset(
     items = dataset_items(splits)
     template = load_default_template().scaled(settings.size).to_dict()
     identity = _identity(dataset_format, str(root), options, settings, template, items)
-    manifest_path = cache / "manifest.json"
-    if manifest_path.is_file():
-        existing = json.loads(manifest_path.read_text())
-        differing = sorted(key for key in identity if existing.get(key) != identity[key])
-        if differing:
-            raise PrepareError(
-                f"prepare_dataset: {cache} holds another preparation (different {', '.join(differing)}); "
-                "choose a new cache directory or delete this one"
-            )
-        if existing.get("complete"):
-            counts = existing["counts"]
-            logger.info("%s is already complete: %d crops, %d failures", cache, counts["prepared"], counts["failed"])
-            return PrepareSummary(len(items), counts["prepared"], counts["failed"], 0, time.perf_counter() - started)
-    _write_json(manifest_path, {**identity, "complete": False, "deepfever_version": __version__})
-    shards = cache / "shards"
-    shards.mkdir(parents=True, exist_ok=True)
-    todo = _todo(len(items), _done_ranges(shards), settings.shard_size, settings.limit)
-    logger.info("prepare %s: %d samples, %d to do now in %d shards", dataset_format, len(items), sum(b - a for a, b in todo), len(todo))
-    if settings.workers == 1 or len(todo) <= 1:
-        cropper = FaceCropper(settings, template)
-        for number, (start, stop) in enumerate(todo, 1):
-            made, failed = _write_shard(cropper, shards, start, items[start:stop])
-            logger.info("shard %d/%d (samples %d-%d): %d crops, %d failures", number, len(todo), start, stop, made, failed)
-    else:
-        context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch or OpenCV thread state
-        with ProcessPoolExecutor(settings.workers, mp_context=context, initializer=_init_worker, initargs=(settings, template)) as pool:
-            futures = [pool.submit(_worker_shard, shards, start, items[start:stop]) for start, stop in todo]
-            for number, ((start, stop), future) in enumerate(zip(todo, futures), 1):
-                made, failed = future.result()
+    finished = _finished(cache, identity, len(items), started)  # a finished cache is only read: it may be read-only
+    if finished:
+        return finished
+    cache.mkdir(parents=True, exist_ok=True)
+    # Two runs that need the same cache (trainings started together) would each detect every face.
+    with RunLock(cache / ".prepare.lock", f"the face cache {cache}", wait=True):
+        finished = _finished(cache, identity, len(items), started)  # by the run waited for
+        if finished:
+            return finished
+        _write_json(cache / "manifest.json", {**identity, "complete": False, "deepfever_version": __version__})
+        shards = cache / "shards"
+        shards.mkdir(parents=True, exist_ok=True)
+        todo = _todo(len(items), _done_ranges(shards), settings.shard_size, settings.limit)
+        logger.info("prepare %s: %d samples, %d to do now in %d shards", dataset_format, len(items), sum(b - a for a, b in todo), len(todo))
+        if settings.workers == 1 or len(todo) <= 1:
+            cropper = FaceCropper(settings, template)
+            for number, (start, stop) in enumerate(todo, 1):
+                made, failed = _write_shard(cropper, shards, start, items[start:stop])
                 logger.info("shard %d/%d (samples %d-%d): %d crops, %d failures", number, len(todo), start, stop, made, failed)
-    return _finish(cache, identity, len(items), started)
+        else:
+            context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch or OpenCV thread state
+            with ProcessPoolExecutor(settings.workers, mp_context=context, initializer=_init_worker, initargs=(settings, template)) as pool:
+                futures = [pool.submit(_worker_shard, shards, start, items[start:stop]) for start, stop in todo]
+                for number, ((start, stop), future) in enumerate(zip(todo, futures), 1):
+                    made, failed = future.result()
+                    logger.info("shard %d/%d (samples %d-%d): %d crops, %d failures", number, len(todo), start, stop, made, failed)
+        return _finish(cache, identity, len(items), started)
+
+
+def _finished(cache: Path, identity: dict[str, Any], total: int, started: float) -> PrepareSummary | None:
+    """The summary of a finished preparation of ``identity`` in ``cache``; None if there is none yet.
+
+    Raises ``PrepareError`` when ``cache`` holds a preparation of other data or settings.
+    """
+    manifest_path = cache / "manifest.json"
+    if not manifest_path.is_file():
+        return None
+    existing = json.loads(manifest_path.read_text())
+    differing = sorted(key for key in identity if existing.get(key) != identity[key])
+    if differing:
+        raise PrepareError(
+            f"prepare_dataset: {cache} holds another preparation (different {', '.join(differing)}); "
+            "choose a new cache directory or delete this one"
+        )
+    if not existing.get("complete"):
+        return None
+    counts = existing["counts"]
+    logger.info("%s is already complete: %d crops, %d failures", cache, counts["prepared"], counts["failed"])
+    return PrepareSummary(total, counts["prepared"], counts["failed"], 0, time.perf_counter() - started)
 
 
 def _finish(cache: Path, identity: dict[str, Any], total: int, started: float) -> PrepareSummary:

@@ -9,7 +9,7 @@ Example:
     >>> from deepfever.extraction import ExtractionRun
     >>> report = ExtractionRun(Extractor(), "faces.parquet", resume=True).run(["photos/"])  # doctest: +SKIP
 """
-from deepfever.extraction.lock import RunLock, RunLockedError
+from deepfever.io.lock import RunLock, RunLockedError
 from deepfever.extraction.run import DEFAULT_CHUNK_SIZE, ExtractionRun, OutputNotWritableError
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "ExtractionRun", "OutputNotWritableError", "RunLock", "RunLockedError"]

@@ -26,7 +26,7 @@ import pandas as pd
 
 from deepfever._version import __version__
 from deepfever.errors import DeepFeverError
-from deepfever.extraction.lock import RunLock
+from deepfever.io.lock import RunLock
 from deepfever.io import parts as store
 from deepfever.io.atomic import atomic_write, refuse_overwrite
 from deepfever.io.tables import TABLE_FORMATS, metadata_path_for, table_writer

@@ -1,4 +1,7 @@
-"""One run per output: an advisory file lock that the operating system frees when its holder dies.
+"""One writer per output: an advisory file lock that the operating system frees when its holder dies.
+
+Extraction refuses a second run on the same output; preparing a face cache waits for the run already
+building it (``wait=True``) and then reuses its work.
 
 Why ``flock`` and not a PID file: a process killed with ``kill -9`` cannot clean up, and a PID may be
 reused; the kernel drops a ``flock`` the moment its holder's file descriptor closes, so a stale lock
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import socket
 import sys
@@ -18,37 +22,45 @@ from pathlib import Path
 
 from deepfever.errors import DeepFeverError
 
+logger = logging.getLogger(__name__)
+
 
 class RunLockedError(DeepFeverError, FileExistsError):
     """Another live run holds the output (and its parts folder)."""
 
 
 class RunLock:
-    """Exclusive, non-blocking lock on ``path``; ``acquire`` raises ``RunLockedError`` naming the holder.
+    """Exclusive lock on ``path``; ``acquire`` raises ``RunLockedError`` naming the holder, or with
+    ``wait=True`` logs who holds it and blocks until it is free.
 
     Example:
         >>> with RunLock(Path(".faces.parts.lock"), "faces.parquet"):  # doctest: +SKIP
         ...     pass  # extract, merge: no other run can write faces.parquet meanwhile
     """
 
-    def __init__(self, path: Path, what: str) -> None:
+    def __init__(self, path: Path, what: str, wait: bool = False) -> None:
         self.path = Path(path)
         self.what = what
+        self.wait = wait
         self._fd: int | None = None
 
     def acquire(self) -> "RunLock":
-        """Take the lock (creating its file) or raise; ``OSError`` if the folder cannot be written."""
+        """Take the lock (creating its file), wait for it or raise; ``OSError`` if the folder cannot be written."""
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = _read_holder(fd)
-                os.close(fd)
-                raise RunLockedError(
-                    f"{self.what} is being written by another deepfever run ({holder}); wait for it to finish or "
-                    f"write to another output with -o. (The lock is {self.path}; it frees itself when that process ends.)"
-                ) from None
+                if self.wait:
+                    logger.info("waiting for another deepfever run to finish %s (%s)", self.what, holder)
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                else:
+                    os.close(fd)
+                    raise RunLockedError(
+                        f"{self.what} is being written by another deepfever run ({holder}); wait for it to finish or "
+                        f"write to another output with -o. (The lock is {self.path}; it frees itself when that process ends.)"
+                    ) from None
             # The previous holder may have removed the file between our open and flock: then we hold a lock
             # on a file nobody else can see, so start again on the file that is there now.
             if _same_file(fd, self.path):
