@@ -153,7 +153,7 @@ class Trainer:
             batch_prior = sampled_prior(primary.soft, balance if balance is not None else np.ones(len(primary.soft)))
         if balance is not None:
             logger.info("class_balance %s: batches draw classes %s (data %s)", config.data.class_balance,
-                        np.round(batch_prior, 3).tolist(), np.round(prior, 3).tolist())
+                        np.round(batch_prior.astype(float), 3).tolist(), np.round(prior.astype(float), 3).tolist())
         self.model_config = ModelConfig(
             arch=config.model.arch, embedding_dim=config.model.embedding_dim, arch_kwargs=dict(config.model.arch_kwargs),
             trained_heads=trained_heads(config.loss), input_size=size, in_chans=in_chans,
