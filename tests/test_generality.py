@@ -20,7 +20,7 @@ from deepfever.models import ModelConfig, load_model
 from deepfever.models.prior import prior_offset
 from deepfever.training.augment import AugmentConfig, augment_batch
 from deepfever.training.config import TrainConfig
-from deepfever.training.data import class_balanced_weights, sampled_prior
+from deepfever.training.data import class_balanced_weights, class_prior
 from deepfever.training.loop import train
 from deepfever.training.task import _offset_to
 
@@ -174,10 +174,10 @@ def test_class_balanced_weights_draw_classes_by_a_power_of_the_prior():
     counts = [64, 16, 4, 1, 0, 0, 0, 0]
     soft = _one_hot(counts)
     prior = np.array(counts) / sum(counts)
-    np.testing.assert_allclose(sampled_prior(soft, np.ones(len(soft))), prior, atol=1e-7)
-    np.testing.assert_allclose(sampled_prior(soft, class_balanced_weights(soft, 1.0)), [0.25] * 4 + [0] * 4, atol=1e-7)
+    np.testing.assert_allclose(class_prior(soft, np.ones(len(soft))), prior, atol=1e-7)
+    np.testing.assert_allclose(class_prior(soft, class_balanced_weights(soft, 1.0)), [0.25] * 4 + [0] * 4, atol=1e-7)
     root = np.sqrt(prior) / np.sqrt(prior).sum()
-    np.testing.assert_allclose(sampled_prior(soft, class_balanced_weights(soft, 0.5)), root, atol=1e-7)
+    np.testing.assert_allclose(class_prior(soft, class_balanced_weights(soft, 0.5)), root, atol=1e-7)
     unlabelled = np.vstack([soft, np.full((2, 8), np.nan, np.float32)])
     weights = class_balanced_weights(unlabelled, 1.0)
     assert np.isfinite(weights).all() and np.allclose(weights[-2:], weights[:-2].mean())

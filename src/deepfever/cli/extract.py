@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from deepfever.extraction.run import DEFAULT_CHUNK_SIZE
+from deepfever.faces.detect import DEFAULT_DETECTOR  # every command that reads photos detects faces with it unless told
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,10 +34,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--chunk-size", type=int, default=None,
                         help=f"inputs per saved chunk (default {DEFAULT_CHUNK_SIZE}); implies chunked work in OUT.parts/")
     parser.set_defaults(handler=run)
-
-
-from deepfever.faces.detect import DEFAULT_DETECTOR  # noqa: E402  (chosen by measurement, see README)
-"""The detector a command uses when not told: every command that reads photos detects faces in them."""
 
 
 def add_extractor_arguments(parser: argparse.ArgumentParser) -> None:

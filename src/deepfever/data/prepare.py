@@ -300,27 +300,31 @@ def _todo(total: int, done: list[tuple[int, int]], shard_size: int, limit: int |
     return todo
 
 
-def samples_fingerprint(items: Sequence[tuple[str, int, Sample]]) -> str:
-    """Hash of every sample's split, position and pixel signature (path, size, mtime): any edit changes it."""
-    digest = hashlib.sha256()
-    for split, index, sample in items:
-        digest.update(f"{split}\t{index}\t{sample_signature(sample)}\n".encode())
-    return digest.hexdigest()[:20]
+@dataclass(frozen=True)
+class DatasetSnapshot:
+    """A dataset as read now: the samples of its ``read_dataset`` splits in the order caches store them,
+    and the fingerprint of every sample's split, position and pixel signature (any edit changes it)."""
 
+    items: list[tuple[str, int, Sample]]
+    fingerprint: str
 
-def dataset_items(splits: dict[str, Any]) -> list[tuple[str, int, Sample]]:
-    """``(split, index, sample)`` for every sample of a ``read_dataset`` result, in the order caches store them."""
-    return [(name, index, sample) for name, split in splits.items() for index, sample in enumerate(split.samples)]
+    @classmethod
+    def of(cls, splits: dict[str, Any]) -> "DatasetSnapshot":
+        items = [(name, index, sample) for name, split in splits.items() for index, sample in enumerate(split.samples)]
+        digest = hashlib.sha256()
+        for split, index, sample in items:
+            digest.update(f"{split}\t{index}\t{sample_signature(sample)}\n".encode())
+        return cls(items, digest.hexdigest()[:20])
 
 
 def _identity(dataset_format: str, root: str, options: dict[str, Any], settings: PrepareSettings,
-              template: dict[str, Any], items: list[tuple[str, int, Sample]]) -> dict[str, Any]:
+              template: dict[str, Any], snapshot: DatasetSnapshot) -> dict[str, Any]:
     identity = {
         "version": PREPARE_VERSION, "format": dataset_format, "root": str(Path(root).resolve()), "options": options,
         "detector": settings.detector, "detector_options": settings.detector_options,
         "box_detector": settings.box_detector if settings.detector == "box" else None,
         "size": settings.size, "channels": settings.channels, "fallback": settings.fallback,
-        "template": template, "samples": len(items), "sample_fingerprint": samples_fingerprint(items),
+        "template": template, "samples": len(snapshot.items), "sample_fingerprint": snapshot.fingerprint,
     }
     return json.loads(json.dumps(identity))  # as it reads back from the manifest (tuples become lists)
 
@@ -336,11 +340,11 @@ def prepare_dataset(
     cache_dir: str | Path,
     settings: PrepareSettings | None = None,
     options: dict[str, Any] | None = None,
-    splits: dict[str, Any] | None = None,
+    snapshot: DatasetSnapshot | None = None,
 ) -> PrepareSummary:
     """Detect and align every sample of ``read_dataset(dataset_format, root, **options)`` into ``cache_dir``.
 
-    ``splits`` is that ``read_dataset`` result when the caller has read it already (not read twice).
+    ``snapshot`` is that dataset when the caller has read it already (not read and fingerprinted twice).
     Re-running continues an unfinished cache; a finished one is left as it is. Raises ``PrepareError``
     when ``cache_dir`` holds a preparation with other settings or of other data.
     """
@@ -350,10 +354,10 @@ def prepare_dataset(
     options = dict(options or {})
     started = time.perf_counter()
     cache = Path(cache_dir)
-    splits = splits if splits is not None else read_dataset(dataset_format, str(root), **options)
-    items = dataset_items(splits)
+    snapshot = snapshot or DatasetSnapshot.of(read_dataset(dataset_format, str(root), **options))
+    items = snapshot.items
     template = load_default_template().scaled(settings.size).to_dict()
-    identity = _identity(dataset_format, str(root), options, settings, template, items)
+    identity = _identity(dataset_format, str(root), options, settings, template, snapshot)
     finished = _finished(cache, identity, len(items), started)  # a finished cache is only read: it may be read-only
     if finished:
         return finished

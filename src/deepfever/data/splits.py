@@ -17,9 +17,7 @@ import numpy as np
 
 from deepfever.data.arrays import cache_dir, load_crop_array
 from deepfever.data.formats import NO_LABEL, Sample, read_dataset
-from deepfever.data.prepare import (
-    SOFT_COLUMNS, PrepareError, PrepareSettings, dataset_items, load_prepared, prepare_dataset, samples_fingerprint,
-)
+from deepfever.data.prepare import SOFT_COLUMNS, DatasetSnapshot, PrepareError, PrepareSettings, load_prepared, prepare_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +54,8 @@ def prepared_cache_path(dataset_format: str, root: str, options: dict[str, Any],
     """Where the ``data prepare`` cache of this dataset and face path lives under ``$DEEPFEVER_CACHE``.
 
     The name hashes everything that changes the crops (format, resolved root, reader options,
-    detector, fallback, size, channels) and ``fingerprint`` (``samples_fingerprint`` of the dataset
-    as it is now), so another face path never reuses a cache and an edited or re-copied dataset gets
+    detector, fallback, size, channels) and ``fingerprint`` (``DatasetSnapshot.fingerprint`` of the
+    dataset as it is now), so another face path never reuses a cache and an edited or re-copied dataset gets
     a fresh one instead of a refusal.
     """
     identity = json.dumps({"format": dataset_format, "root": str(Path(root).resolve()), "options": options,
@@ -101,10 +99,11 @@ def load_split(dataset_format: str, root: str, options: dict[str, Any], split: s
         return SplitArrays(load_crop_array(list(samples), size, in_chans), soft, valence_arousal, labels,
                            {"detector": "none", "size": size, "channels": channels})
     settings = PrepareSettings(detector=detector, fallback=fallback, size=size, channels=channels)
-    cache = prepared_cache_path(dataset_format, root, options, settings, samples_fingerprint(dataset_items(splits)))
+    snapshot = DatasetSnapshot.of(splits)
+    cache = prepared_cache_path(dataset_format, root, options, settings, snapshot.fingerprint)
     if not cache.exists():
         _report_stale(cache, root, options, settings)
-    summary = prepare_dataset(dataset_format, root, cache, settings, options, splits)
+    summary = prepare_dataset(dataset_format, root, cache, settings, options, snapshot)
     if not summary.complete:
         raise PrepareError(f"load_split: the prepared cache {cache} is unfinished; run training again to finish it")
     crops, index = load_prepared(cache)

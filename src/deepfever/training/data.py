@@ -93,12 +93,13 @@ def load_source(source: SourceSection, size: int, seed: int, in_chans: int = 1) 
     return arrays
 
 
-def class_prior(soft: np.ndarray) -> np.ndarray:
-    """Mean soft target over labelled rows: the class distribution a loss without re-balancing learns."""
-    labelled = soft[~np.isnan(soft[:, 0])]
-    if not len(labelled):
+def class_prior(soft: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Mean soft target over labelled rows, each drawn with ``weights`` (default: once): the class
+    distribution of the batches, which a loss without re-balancing learns."""
+    labelled = ~np.isnan(soft[:, 0])
+    if not labelled.any():
         raise ValueError("class_prior: the training split has no emotion targets; logit adjustment needs them")
-    prior = labelled.mean(axis=0)
+    prior = (weights[labelled] if weights is not None else np.ones(int(labelled.sum()))) @ soft[labelled]
     return prior / prior.sum()
 
 
@@ -111,13 +112,6 @@ def class_balanced_weights(soft: np.ndarray, power: float) -> np.ndarray:
     weights[labelled] = soft[labelled] @ np.maximum(prior, PRIOR_FLOOR) ** -power
     weights[~labelled] = weights[labelled].mean()
     return weights
-
-
-def sampled_prior(soft: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """The class distribution of batches drawn with ``weights``: the prior a logit-adjusted loss sees."""
-    labelled = ~np.isnan(soft[:, 0])
-    prior = weights[labelled] @ soft[labelled]
-    return prior / prior.sum()
 
 
 def assemble(sources: Sequence[SourceArrays], indices: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:

@@ -42,7 +42,7 @@ from deepfever.models.preprocess import normalize
 from deepfever.training.augment import augment_batch
 from deepfever.training.config import TrainConfig
 from deepfever.data.splits import SplitArrays, load_split
-from deepfever.training.data import (assemble, class_balanced_weights, class_prior, has_labels, load_primary, load_source, sampled_prior,
+from deepfever.training.data import (assemble, class_balanced_weights, class_prior, has_labels, load_primary, load_source,
                                      steps_per_epoch)
 from deepfever.training.distributed import DistributedContext, init_distributed
 from deepfever.training.hooks import CheckpointHook, EvaluationHook, GpuUtilisationHook, Hook, read_metrics
@@ -150,7 +150,7 @@ class Trainer:
         # The class distribution of the primary source's draws: the prior the emotion terms see.
         batch_prior = None
         if not np.isnan(primary.soft[:, 0]).all():
-            batch_prior = sampled_prior(primary.soft, balance if balance is not None else np.ones(len(primary.soft)))
+            batch_prior = class_prior(primary.soft, balance)
         if balance is not None:
             logger.info("class_balance %s: batches draw classes %s (data %s)", config.data.class_balance,
                         np.round(batch_prior.astype(float), 3).tolist(), np.round(prior.astype(float), 3).tolist())
