@@ -5,7 +5,7 @@ import argparse
 import json
 import logging
 
-from deepfever.cli.extract import add_extractor_arguments, build_extractor
+from deepfever.cli._common import add_extractor_arguments, build_extractor
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from deepfever.cli.extract import add_extractor_arguments, build_extractor
+from deepfever.cli._common import add_extractor_arguments, build_extractor
 
 logger = logging.getLogger(__name__)
 

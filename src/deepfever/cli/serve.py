@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from deepfever.cli.extract import add_extractor_arguments, build_extractor
+from deepfever.cli._common import add_extractor_arguments, build_extractor
 
 logger = logging.getLogger(__name__)
 
