@@ -30,7 +30,7 @@ import yaml
 from deepfever._version import __version__, source_revision
 from deepfever.config import config_to_dict
 from deepfever.data.formats import NO_LABEL
-from deepfever.data.labels import EMOTIONS
+from deepfever.labels import EMOTIONS
 from deepfever.data.sampling import MixingSampler, allocate
 from deepfever.data.triplets import vote_triplets
 from deepfever.evaluation.metrics import classification_summary
