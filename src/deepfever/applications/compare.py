@@ -76,7 +76,7 @@ def load_reference(extractor, source: str | os.PathLike, use_cache: bool = True)
     Embeddings are computed once per model and source listing and cached under
     ``$DEEPFEVER_CACHE/reference``, because embedding thousands of faces takes a while on a CPU.
     """
-    from deepfever.data.arrays import cache_dir
+    from deepfever.io.cache import cache_dir
     from deepfever.io.inputs import expand_inputs
 
     root = Path(source)
