@@ -78,7 +78,7 @@ def run_odd_one_out(args: argparse.Namespace) -> int:
 def run_identity_check(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from deepfever.applications.identity import attach_identities, format_report, identity_leakage
+    from deepfever.evaluation.identity import attach_identities, format_report, identity_leakage
     from deepfever.io.atomic import atomic_write, refuse_overwrite
     from deepfever.io.tables import read_table
 
