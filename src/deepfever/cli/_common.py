@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepfever.defaults import DEFAULT_DETECTOR
+from deepfever.defaults import DETECTOR
 
 if TYPE_CHECKING:
     from deepfever.api import Extractor
@@ -19,8 +19,8 @@ def add_extractor_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of every command that turns photos into vectors (model, detector, device, batch, backend, prior)."""
     parser.add_argument("--model", default=None,
                         help="packaged model name or .safetensors path (default: bundled model); .onnx with --backend onnxruntime")
-    parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=("mtcnn", "yunet", "none"),
-                        help=f"face detector (default {DEFAULT_DETECTOR}); none treats each image as one face crop")
+    parser.add_argument("--detector", default=DETECTOR, choices=("mtcnn", "yunet", "none"),
+                        help=f"face detector (default {DETECTOR}); none treats each image as one face crop")
     parser.add_argument("--yunet-model", help="another YuNet .onnx file (default: the bundled one)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--batch-size", type=int, default=64, help="faces per model batch")

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from deepfever.cli._common import add_extractor_arguments, build_extractor
-from deepfever.defaults import DEFAULT_CHUNK_SIZE
+from deepfever.defaults import CHUNK_SIZE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="continue an interrupted run from its chunks in OUT.parts/ (inputs changed since are redone); "
                              "every run works in chunks there, and keeps them with --resume, --chunk-size or torchrun")
     parser.add_argument("--chunk-size", type=int, default=None,
-                        help=f"inputs per saved chunk (default {DEFAULT_CHUNK_SIZE}); implies chunked work in OUT.parts/")
+                        help=f"inputs per saved chunk (default {CHUNK_SIZE}); implies chunked work in OUT.parts/")
     parser.set_defaults(handler=run)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from deepfever.cli._common import add_extractor_arguments, build_extractor
-from deepfever.defaults import DEFAULT_DETECTOR
+from deepfever.defaults import DETECTOR as DEFAULT_DETECTOR
 
 logger = logging.getLogger(__name__)
 

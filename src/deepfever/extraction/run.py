@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from deepfever._version import __version__
-from deepfever.defaults import DEFAULT_CHUNK_SIZE
+from deepfever.defaults import CHUNK_SIZE as DEFAULT_CHUNK_SIZE
 from deepfever.errors import DeepFeverError
 from deepfever.io.lock import RunLock
 from deepfever.io import parts as store

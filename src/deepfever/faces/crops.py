@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from deepfever.defaults import DEFAULT_DETECTOR
+from deepfever.defaults import DETECTOR
 from deepfever.errors import ImageReadError
 from deepfever.faces.align import AlignmentTemplate, align_faces
 from deepfever.faces.detect import create_detector
@@ -18,7 +18,7 @@ from deepfever.io.images import IMAGE_SUFFIXES, load_image
 from deepfever.io.inputs import expand_inputs
 
 
-def sample_face_crops(inputs: Sequence[str | os.PathLike], template: AlignmentTemplate, detector: str = DEFAULT_DETECTOR,
+def sample_face_crops(inputs: Sequence[str | os.PathLike], template: AlignmentTemplate, detector: str = DETECTOR,
                       limit: int = 512) -> np.ndarray:
     """Aligned face crops from images (files, folders, globs): up to ``limit`` faces, one per image.
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from deepfever.defaults import DEFAULT_DETECTOR
+from deepfever.defaults import DETECTOR as DEFAULT_DETECTOR
 from deepfever.faces.types import Face
 from deepfever.io.images import as_rgb_uint8
 
