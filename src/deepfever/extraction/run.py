@@ -195,7 +195,7 @@ class ExtractionRun:
         """Rank 0 takes the lock and creates or checks the parts folder while the others wait."""
         context = None
         if world_size > 1:
-            from deepfever.training.distributed import init_distributed
+            from deepfever.models.distributed import init_distributed
 
             context = init_distributed(self.extractor.device)
             if context.device.type == "cuda":
