@@ -201,3 +201,17 @@ def test_no_module_switches_the_matplotlib_backend() -> None:
                     offending.append(f"{where}: imports matplotlib.pyplot (global figures and backend)")
     assert offending == [], "draw on matplotlib.figure.Figure and save with deepfever.io.figures.save_figure:\n" + "\n".join(
         sorted(set(offending)))
+
+
+def test_core_modules_import_no_numpy_pandas_or_torch() -> None:
+    """The bottom layer stays light: every entry point (and ``--help``) may import it for nothing."""
+    script = (
+        "import importlib, json, sys\n"
+        f"for name in {LAYERS[0]!r}:\n"
+        "    importlib.import_module('deepfever.' + name)\n"
+        f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
