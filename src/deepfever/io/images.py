@@ -9,11 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from deepfever.defaults import MAX_IMAGE_PIXELS  # the decompression-bomb guard; 80 MP covers every camera we know of
 from deepfever.errors import ImageReadError
-
-# Decompression-bomb guard: 80 megapixels covers every camera we know of (a 4352x2903 photo is
-# 12.6 MP) while refusing crafted files that would expand to gigabytes.
-MAX_IMAGE_PIXELS = 80_000_000
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm"})
 
