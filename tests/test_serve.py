@@ -312,13 +312,15 @@ def test_cli_serve_starts_on_a_free_port_and_stops_on_ctrl_c(http, tiny_model_fi
                "--device", "cpu", "--port", "0", "--max-concurrency", "4"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
-        port = None
-        for line in process.stderr:
-            match = re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", line)
-            if match:
-                port = int(match.group(1))
+        ports = {}
+        for line in process.stderr:  # uvicorn's line, then ours: both name the port the system picked
+            for source, pattern in (("uvicorn", r"Uvicorn running on http://127\.0\.0\.1:(\d+)"), ("page", r"page at http://127\.0\.0\.1:(\d+)/")):
+                if match := re.search(pattern, line):
+                    ports[source] = int(match.group(1))
+            if "page" in ports:
                 break
-        assert port, "deepfever serve did not report its address"
+        port = ports.get("page")
+        assert port and ports == {"uvicorn": port, "page": port}, f"deepfever serve reported {ports}"
         health = http.get(f"http://127.0.0.1:{port}/v1/health", timeout=10).json()
         assert health["detector"] == "none" and health["limits"]["max_concurrency"] == 4
         process.send_signal(signal.SIGINT)
