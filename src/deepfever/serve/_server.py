@@ -86,7 +86,7 @@ def create_server(service: ExpressionService, host: str = "127.0.0.1", port: int
                        "name the ones clients use with --allowed-host", host or "all")
     protocol = type("HeaderDeadlineProtocol", (HeaderDeadlineProtocol,), {"header_timeout_s": service.settings.header_timeout_s})
     config = uvicorn.Config(create_app(service, host), host=host, port=port, log_level=log_level, access_log=False,
-                            timeout_keep_alive=5, lifespan="on", http=protocol)
+                            timeout_keep_alive=5, lifespan="on", http=protocol, ws="none")
     return ExpressionServer(config)
 
 
