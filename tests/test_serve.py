@@ -304,7 +304,15 @@ def test_page_and_api_reference_are_served_from_the_package_without_the_internet
         assert client.get("/static/app.js").headers["content-type"].startswith("text/javascript")
         assert client.get("/static/../api.py").status_code == 404 and client.get("/static/nope.js").status_code == 404
         assert "/static/docs.js" in client.get("/docs").text
-        assert {"/v1/extract", "/v1/compare", "/v1/odd-one-out", "/v1/search", "/v1/health"} <= set(client.get("/openapi.json").json()["paths"])
+        spec = client.get("/openapi.json").json()
+        assert {"/v1/extract", "/v1/compare", "/v1/odd-one-out", "/v1/search", "/v1/health"} <= set(spec["paths"])
+        # Request forms and responses are pydantic models, published with their limits.
+        assert spec["paths"]["/v1/search"]["post"]["responses"]["200"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/SearchResponse"}
+        schemas = spec["components"]["schemas"]
+        assert schemas["OddOneOutForm"]["properties"]["temperature"]["minimum"] == 1e-6
+        assert schemas["SearchForm"]["properties"]["k"]["maximum"] == 100
+        assert {"ExtractResponse", "CompareResponse", "OddOneOutResponse", "HealthResponse", "ErrorResponse"} <= set(schemas)
 
 
 def test_cli_serve_starts_on_a_free_port_and_stops_on_ctrl_c(http, tiny_model_file):
