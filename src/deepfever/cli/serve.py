@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=2,
                         help="threads that decode, detect and align (default 2); one process and one model either way")
     parser.add_argument("--max-concurrency", type=int, default=32,
-                        help="requests admitted at once; more get 503 with Retry-After (default 32)")
+                        help="requests worked on at once, counted once their body has arrived; more get 503 with "
+                             "Retry-After (default 32)")
     parser.add_argument("--max-wait-ms", type=float, default=5.0,
                         help="how long a face waits for other requests' faces to share a forward pass (default 5)")
     parser.add_argument("--request-timeout", type=float, default=30.0, help="seconds before a request is abandoned with 503 (default 30)")

@@ -47,7 +47,8 @@ class ServeSettings:
         max_pixels: largest image, in pixels, checked from the header before decoding.
         max_files: most images in one ``/v1/extract`` request.
         workers: threads that decode, detect and align (one process, one model).
-        max_concurrency: requests admitted at once; more are answered 503 with ``Retry-After``.
+        max_concurrency: requests worked on at once, counted once their body has arrived; more are
+            answered 503 with ``Retry-After``. Bodies held at once are capped at this many full ones.
         max_wait_ms: how long the batcher waits for other requests' faces before a forward pass.
         request_timeout_s: a request still unanswered after this is abandoned with 503.
         body_timeout_s: a request body not received within this (from its headers) is refused with 408.
