@@ -216,7 +216,7 @@ def disconnect_phase(url: str, client: httpx.Client, data: bytes, clients: int, 
     host, port = url.removeprefix("http://").split(":")
     body = (b'--XX\r\nContent-Disposition: form-data; name="images"; filename="p.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
             + data + b"\r\n--XX--\r\n")
-    head = (b"POST /v1/extract HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XX\r\n"
+    head = (b"POST /v1/extract HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=XX\r\n"
             + f"Content-Length: {len(body)}\r\n\r\n".encode())
 
     def hang_up(part: bytes) -> None:

@@ -32,7 +32,7 @@ STATIC = Path(__file__).resolve().parents[1] / "src" / "deepfever" / "serve" / "
 @contextmanager
 def running_server(settings: ServeSettings, extractor: Extractor | None = None) -> Iterator[tuple[str, ExpressionService]]:
     """A real uvicorn server for ``settings`` on a free loopback port, in a background thread."""
-    service = ExpressionService(settings, extractor).start()
+    service = ExpressionService(settings, extractor)
     server = create_server(service, "127.0.0.1", 0, log_level="warning")
     thread = threading.Thread(target=server.run, name="test-server", daemon=True)
     thread.start()
@@ -41,13 +41,11 @@ def running_server(settings: ServeSettings, extractor: Extractor | None = None) 
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the test server did not start within 30 s")
         time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}", service
+        yield f"http://127.0.0.1:{server.port}", service
     finally:
         server.should_exit = True
         thread.join(10)
-        service.close()
 
 
 def wait_until(condition, what: str, timeout: float = 10.0) -> None:
@@ -204,7 +202,7 @@ def test_bad_requests_get_4xx_with_the_reason(tiny_model_file, tiny_extractor, c
             (post([("photo", ("a.png", good, "image/png"))]), 422, "images"),
             (client.post("/v1/search", files={"image": ("a.png", good, "image/png")}), 409, "deepfever serve --index INDEX"),
             (client.post("/v1/odd-one-out", files={key: ("a.png", good, "image/png") for key in "abc"}, data={"temperature": "0"}),
-             422, "temperature must be positive"),
+             422, "greater than or equal to 0.000001"),
             (client.post("/v1/compare", files={"a": ("a.png", good, "image/png"), "b": ("b.png", good, "image/png")},
                          data={"face_b": "3"}), 422, "b.png: face 3 was asked for but the image has 1 face(s) (0..0)"),
         ]
@@ -259,7 +257,7 @@ def test_a_client_that_disconnects_costs_the_server_nothing_further(http, tiny_m
         host, port = url.removeprefix("http://").split(":")
         with service._detect_lock:
             with socket.create_connection((host, int(port))) as connection:
-                connection.sendall(b"POST /v1/extract HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XX\r\n"
+                connection.sendall(b"POST /v1/extract HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=XX\r\n"
                                    + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
                 wait_until(lambda: service.counters_.requests == 1, "the request to arrive")
             wait_until(lambda: service.counters_.disconnected == 1, "the server to notice the disconnect")
@@ -281,7 +279,7 @@ def test_compare_odd_one_out_and_search_with_thumbnails(tiny_model_file, tiny_ex
 
         hits = client.post("/v1/search", files={"image": upload["crop2.png"]}, data={"k": "3"}).json()["results"]
         assert [hit["rank"] for hit in hits] == [1, 2, 3]
-        assert hits[0]["path"] == str(crops[2]) and hits[0]["similarity"] == pytest.approx(1.0, abs=1e-4)
+        assert hits[0]["path"] == "crop2.png" and hits[0]["similarity"] == pytest.approx(1.0, abs=1e-4)
         thumbnail = client.get(hits[0]["thumbnail"])
         assert thumbnail.headers["content-type"] == "image/jpeg"
         assert Image.open(io.BytesIO(thumbnail.content)).size == (48, 48)
@@ -306,7 +304,15 @@ def test_page_and_api_reference_are_served_from_the_package_without_the_internet
         assert client.get("/static/app.js").headers["content-type"].startswith("text/javascript")
         assert client.get("/static/../api.py").status_code == 404 and client.get("/static/nope.js").status_code == 404
         assert "/static/docs.js" in client.get("/docs").text
-        assert {"/v1/extract", "/v1/compare", "/v1/odd-one-out", "/v1/search", "/v1/health"} <= set(client.get("/openapi.json").json()["paths"])
+        spec = client.get("/openapi.json").json()
+        assert {"/v1/extract", "/v1/compare", "/v1/odd-one-out", "/v1/search", "/v1/health"} <= set(spec["paths"])
+        # Request forms and responses are pydantic models, published with their limits.
+        assert spec["paths"]["/v1/search"]["post"]["responses"]["200"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/SearchResponse"}
+        schemas = spec["components"]["schemas"]
+        assert schemas["OddOneOutForm"]["properties"]["temperature"]["minimum"] == 1e-6
+        assert schemas["SearchForm"]["properties"]["k"]["maximum"] == 100
+        assert {"ExtractResponse", "CompareResponse", "OddOneOutResponse", "HealthResponse", "ErrorResponse"} <= set(schemas)
 
 
 def test_cli_serve_starts_on_a_free_port_and_stops_on_ctrl_c(http, tiny_model_file):
@@ -314,13 +320,15 @@ def test_cli_serve_starts_on_a_free_port_and_stops_on_ctrl_c(http, tiny_model_fi
                "--device", "cpu", "--port", "0", "--max-concurrency", "4"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
-        port = None
-        for line in process.stderr:
-            match = re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", line)
-            if match:
-                port = int(match.group(1))
+        ports = {}
+        for line in process.stderr:  # uvicorn's line, then ours: both name the port the system picked
+            for source, pattern in (("uvicorn", r"Uvicorn running on http://127\.0\.0\.1:(\d+)"), ("page", r"page at http://127\.0\.0\.1:(\d+)/")):
+                if match := re.search(pattern, line):
+                    ports[source] = int(match.group(1))
+            if "page" in ports:
                 break
-        assert port, "deepfever serve did not report its address"
+        port = ports.get("page")
+        assert port and ports == {"uvicorn": port, "page": port}, f"deepfever serve reported {ports}"
         health = http.get(f"http://127.0.0.1:{port}/v1/health", timeout=10).json()
         assert health["detector"] == "none" and health["limits"]["max_concurrency"] == 4
         process.send_signal(signal.SIGINT)

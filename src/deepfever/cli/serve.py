@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 from deepfever.cli._common import add_extractor_arguments, build_extractor
-
-logger = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,10 +19,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=2,
                         help="threads that decode, detect and align (default 2); one process and one model either way")
     parser.add_argument("--max-concurrency", type=int, default=32,
-                        help="requests admitted at once; more get 503 with Retry-After (default 32)")
+                        help="requests worked on at once, counted once their body has arrived; more get 503 with "
+                             "Retry-After (default 32)")
     parser.add_argument("--max-wait-ms", type=float, default=5.0,
                         help="how long a face waits for other requests' faces to share a forward pass (default 5)")
     parser.add_argument("--request-timeout", type=float, default=30.0, help="seconds before a request is abandoned with 503 (default 30)")
+    parser.add_argument("--body-timeout", type=float, default=30.0,
+                        help="seconds a request body may take to arrive, counted from its headers; slower gets 408 (default 30)")
+    parser.add_argument("--header-timeout", type=float, default=10.0,
+                        help="seconds a request line and headers may take; slower connections are closed (default 10)")
+    parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                        help="a name clients may use in the Host header besides the --host address and localhost "
+                             "(repeatable; others get 400, which stops DNS rebinding; '*' accepts any)")
+    parser.add_argument("--absolute-paths", action="store_true",
+                        help="search results name indexed files by absolute path (default: relative to the index root)")
     add_extractor_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -41,10 +48,9 @@ def run(args: argparse.Namespace) -> int:
         model=str(extractor.model), detector=extractor.detector, device=extractor.device, index=args.index,
         reference=args.reference, max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels, max_files=args.max_files,
         workers=args.workers, max_concurrency=args.max_concurrency, max_wait_ms=args.max_wait_ms,
-        batch_size=extractor.batch_size, request_timeout_s=args.request_timeout,
+        batch_size=extractor.batch_size, request_timeout_s=args.request_timeout, body_timeout_s=args.body_timeout,
+        header_timeout_s=args.header_timeout, allowed_hosts=tuple(args.allowed_host), absolute_paths=args.absolute_paths,
     )
-    service = ExpressionService(settings, extractor).start()
-    logger.info("serve: model %s, detector %s, index %s; page at http://%s:%d/", extractor.fingerprint_["model_id"],
-                settings.detector, args.index or "none", args.host, args.port)
-    run_server(service, args.host, args.port)
+    service = ExpressionService(settings, extractor).load()  # a bad index or reference is one line here, before serving
+    run_server(service, args.host, args.port)  # logs the page's address once the port is bound
     return 0

@@ -2,7 +2,7 @@
 
 Example:
     >>> from deepfever.serve import ExpressionService, ServeSettings, run_server  # doctest: +SKIP
-    >>> run_server(ExpressionService(ServeSettings(index="faces.index")).start(), "127.0.0.1", 8000)  # doctest: +SKIP
+    >>> run_server(ExpressionService(ServeSettings(index="faces.index")).load(), "127.0.0.1", 8000)  # doctest: +SKIP
 """
 from deepfever.serve._batching import MicroBatcher
 from deepfever.serve._server import create_server, run_server

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -46,9 +47,16 @@ class ServeSettings:
         max_pixels: largest image, in pixels, checked from the header before decoding.
         max_files: most images in one ``/v1/extract`` request.
         workers: threads that decode, detect and align (one process, one model).
-        max_concurrency: requests admitted at once; more are answered 503 with ``Retry-After``.
+        max_concurrency: requests worked on at once, counted once their body has arrived; more are
+            answered 503 with ``Retry-After``. Bodies held at once are capped at this many full ones.
         max_wait_ms: how long the batcher waits for other requests' faces before a forward pass.
         request_timeout_s: a request still unanswered after this is abandoned with 503.
+        body_timeout_s: a request body not received within this (from its headers) is refused with 408.
+        header_timeout_s: a connection whose request line and headers take longer than this is closed.
+        allowed_hosts: names accepted in the ``Host`` header besides the bound address and loopback
+            (``localhost``, ``127.0.0.1``, ``[::1]``); anything else is a 400 (DNS rebinding).
+        absolute_paths: search results name indexed files by absolute path instead of relative to the
+            index root (the deepest folder holding them all).
     """
 
     model: str = DEFAULT_MODEL
@@ -65,11 +73,16 @@ class ServeSettings:
     max_wait_ms: float = 5.0
     batch_size: int = 64
     request_timeout_s: float = 30.0
+    body_timeout_s: float = 30.0
+    header_timeout_s: float = 10.0
+    allowed_hosts: tuple[str, ...] = ()
+    absolute_paths: bool = False
 
     def __post_init__(self) -> None:
         positive = {"max_upload_mb": self.max_upload_mb, "max_pixels": self.max_pixels, "max_files": self.max_files,
                     "workers": self.workers, "max_concurrency": self.max_concurrency, "batch_size": self.batch_size,
-                    "request_timeout_s": self.request_timeout_s}
+                    "request_timeout_s": self.request_timeout_s, "body_timeout_s": self.body_timeout_s,
+                    "header_timeout_s": self.header_timeout_s}
         wrong = [f"{name}={value}" for name, value in positive.items() if value <= 0]
         if wrong or self.max_wait_ms < 0:
             raise ValueError(f"ServeSettings: these must be positive (max_wait_ms non-negative), got {', '.join(wrong) or f'max_wait_ms={self.max_wait_ms}'}")
@@ -77,6 +90,11 @@ class ServeSettings:
     @property
     def max_body_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def body_budget_bytes(self) -> int:
+        """Bytes of request bodies held at once (being read or worked on): as many full bodies as work slots."""
+        return self.max_concurrency * self.max_body_bytes
 
 
 class RequestCancelled(Exception):
@@ -92,6 +110,7 @@ class Counters:
     skipped_cancelled: int = 0
     disconnected: int = 0
     timed_out: int = 0
+    slow_bodies: int = 0
     refused_busy: int = 0
     refused_input: int = 0
 
@@ -117,8 +136,10 @@ class _Prepared:
 class ExpressionService:
     """Extraction, comparison and search for uploaded images, sharing one model among all requests.
 
-    The constructor stores settings; ``start()`` loads the model, detector, index and reference and
-    starts the threads. Pass a ready ``extractor`` to share one that is already loaded.
+    The constructor stores settings; ``load()`` loads the model, detector, index and reference (so a
+    caller can report a bad file before serving); ``start()`` loads what is missing and starts the
+    threads, ``close()`` stops them (the app's lifespan calls both). Pass a ready ``extractor`` to share
+    one that is already loaded.
 
     Example:
         >>> service = ExpressionService(ServeSettings(detector="yunet", detector_options={"model_path": "yunet.onnx"}))  # doctest: +SKIP
@@ -130,17 +151,27 @@ class ExpressionService:
         self.extractor = extractor
 
     # -- life cycle ------------------------------------------------------------------------
-    def start(self) -> "ExpressionService":
+    def load(self) -> "ExpressionService":
+        """Load the model, detector, index and reference; a second call does nothing."""
         from deepfever.api import Extractor
 
+        if hasattr(self, "extractor_"):
+            return self
         settings = self.settings
-        self.extractor_ = self.extractor or Extractor(model=settings.model, device=settings.device, detector=settings.detector,
-                                                      detector_options=settings.detector_options, batch_size=settings.batch_size)
-        if not hasattr(self.extractor_, "fingerprint_"):
-            self.extractor_.load()
-        self.detector_ = self.extractor_.detector_for(settings.detector)
+        extractor = self.extractor or Extractor(model=settings.model, device=settings.device, detector=settings.detector,
+                                                detector_options=settings.detector_options, batch_size=settings.batch_size)
+        if not hasattr(extractor, "fingerprint_"):
+            extractor.load()
+        self.detector_ = extractor.detector_for(settings.detector)
+        self.extractor_ = extractor
         self.index_ = self._load_index()
+        self.index_root_ = self._index_root()
         self.reference_ = self._load_reference()
+        return self
+
+    def start(self) -> "ExpressionService":
+        """``load()``, then start the thread pool and the batcher with fresh counters."""
+        settings = self.load().settings
         self.counters_ = Counters()
         self.started_ = time.monotonic()
         self._detect_lock = threading.Lock()
@@ -161,6 +192,13 @@ class ExpressionService:
         index = load_index(self.settings.index)
         index.check_fingerprint(self.extractor_.fingerprint_)
         return index
+
+    def _index_root(self) -> str | None:
+        """The deepest folder holding every indexed file: search results name files relative to it."""
+        if self.index_ is None or self.index_.meta.empty:
+            return None
+        folders = {os.path.dirname(os.path.abspath(path)) for path in self.index_.meta["path"].astype(str).unique()}
+        return os.path.commonpath(sorted(folders))
 
     def _load_reference(self):
         from deepfever.applications.compare import load_reference, reference_from_vectors
@@ -183,7 +221,8 @@ class ExpressionService:
             "reference": None if self.reference_ is None else self.reference_.description,
             "limits": {"max_upload_mb": self.settings.max_upload_mb, "max_pixels": self.settings.max_pixels,
                        "max_files": self.settings.max_files, "max_concurrency": self.settings.max_concurrency,
-                       "request_timeout_s": self.settings.request_timeout_s},
+                       "request_timeout_s": self.settings.request_timeout_s, "body_timeout_s": self.settings.body_timeout_s,
+                       "header_timeout_s": self.settings.header_timeout_s},
             "counters": vars(self.counters_).copy(), "batching": self.batcher_.stats.as_dict(),
         }
 
@@ -265,7 +304,11 @@ class ExpressionService:
         return result
 
     def search(self, query: Analysis, k: int) -> list[dict[str, Any]]:
-        """The ``k`` indexed faces nearest the query's face, with a thumbnail URL where one can be cut."""
+        """The ``k`` indexed faces nearest the query's face, with a thumbnail URL where one can be cut.
+
+        Paths are relative to the index root unless ``absolute_paths``: a page on another origin that
+        got an answer anyway would not learn the server's folders.
+        """
         from deepfever.applications.search import result_columns
 
         hits = self.require_index().search(np.asarray(query.rows[0]["embedding"], np.float32), k=k)
@@ -273,6 +316,8 @@ class ExpressionService:
         for record in hits[result_columns(hits)].to_dict(orient="records"):
             clean = {key: _plain(value) for key, value in record.items()}
             clean["thumbnail"] = f"/v1/index/thumbnails/{clean['row']}" if self._has_thumbnail(clean["row"]) else None
+            absolute = os.path.abspath(str(clean["path"]))
+            clean["path"] = absolute if self.settings.absolute_paths else os.path.relpath(absolute, self.index_root_)
             results.append(clean)
         return results
 

@@ -1,6 +1,7 @@
 """Uploaded bytes -> RGB array, or a client error whose HTTP status says what kind of problem it is.
 
-The bytes are decoded in memory and never written to disk; the upload's file name is only a label.
+The bytes are decoded in memory and never written to disk (the multipart body is parsed into
+memory too, see ``serve._edge.InMemoryFormRoute``); the upload's file name is only a label.
 The reasons read like the CLI's (``deepfever.io.images.load_image``) so a user sees one vocabulary.
 """
 from __future__ import annotations

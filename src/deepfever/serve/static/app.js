@@ -22,11 +22,16 @@ function element(tag, attributes = {}, children = []) {
 const percent = (p) => `${Math.round(p * 100)}%`;
 const colour = (name) => COLOURS[name] || "#555";
 
-// Every API answer is JSON; an error carries "detail" with the server's reason.
+// Every API answer is JSON; an error carries "detail": the server's reason, or (422 from validation)
+// a list of problems, each with the field it concerns ("loc") and a message.
+const reason = (detail) => (Array.isArray(detail)
+  ? detail.map((problem) => `${(problem.loc || []).slice(1).join(".")}: ${problem.msg}`).join("; ")
+  : detail);
+
 async function api(path, form) {
   const response = await fetch(path, form ? { method: "POST", body: form } : {});
   const body = await response.json().catch(() => ({ detail: `HTTP ${response.status}` }));
-  if (!response.ok) throw new Error(body.detail || `HTTP ${response.status}`);
+  if (!response.ok) throw new Error(reason(body.detail) || `HTTP ${response.status}`);
   return body;
 }
 
