@@ -76,10 +76,10 @@ def main() -> None:
     calibration = np.stack([np.asarray(Image.open(path).convert("L" if config.in_chans == 1 else "RGB")) for path in train])
     with tempfile.TemporaryDirectory() as scratch:
         started = time.perf_counter()
-        fp32 = OnnxModel(export_onnx(extractor, Path(scratch) / "fp32.onnx"))
+        fp32 = OnnxModel(export_onnx(extractor.model_, extractor.fingerprint_, Path(scratch) / "fp32.onnx"))
         fp32_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        int8 = OnnxModel(export_onnx(extractor, Path(scratch) / "int8.onnx", calibration=calibration))
+        int8 = OnnxModel(export_onnx(extractor.model_, extractor.fingerprint_, Path(scratch) / "int8.onnx", calibration=calibration))
         int8_seconds = time.perf_counter() - started
         int8_bytes = (Path(scratch) / "int8.onnx").stat().st_size
 

@@ -12,7 +12,7 @@ from deepfever.applications.compare import (
     odd_one_out_vectors,
     reference_from_vectors,
 )
-from deepfever.applications.identity import attach_identities, identity_leakage, retrieval_map
+from deepfever.evaluation.identity import attach_identities, identity_leakage, retrieval_map
 from deepfever.applications.maps import plot_map
 from deepfever.applications.search import IndexMismatchError, build_index, load_index, recall_at_k, save_index
 from deepfever.cli import main

@@ -14,7 +14,7 @@ from deepfever.cli import main
 from deepfever.data.formats import NO_LABEL, DatasetSplit, list_formats, read_dataset
 from deepfever.data.formats.fec import FecFace, fec_face_stem, read_fec_csv, read_fec_triplets
 from deepfever.data.formats.generic import folder_class_names
-from deepfever.data.labels import EMOTION_INDEX, EMOTIONS
+from deepfever.labels import EMOTION_INDEX, EMOTIONS
 from deepfever.errors import DataFormatError
 from fixtures_data import (
     AFFECTNET_HEADER,

@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 from conftest import write_ferplus_fixture
 from deepfever.config import load_config
 from deepfever.training.config import TrainConfig
-from deepfever.training.distributed import init_distributed
+from deepfever.models.distributed import init_distributed
 from deepfever.training.loop import Trainer
 
 

@@ -13,7 +13,8 @@ from deepfever.faces import Detector, Face, create_detector, list_detectors, loa
 from deepfever.faces import _mtcnn_weights
 from deepfever.errors import ImageReadError
 from deepfever.faces.detect import as_rgb_uint8, sort_faces
-from deepfever.faces.mtcnn import batched_nms, nms
+from deepfever.faces.boxes import batched_nms, nms
+from deepfever.io.hashing import file_sha256
 
 
 def test_registry_lists_all_detectors() -> None:
@@ -28,7 +29,7 @@ def test_unknown_detector_lists_choices() -> None:
 def test_yunet_is_bundled_with_its_recorded_sha256(tmp_path: Path) -> None:
     from deepfever.faces.yunet import BUNDLED_MODEL
 
-    assert _mtcnn_weights._sha256(BUNDLED_MODEL) == "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0"
+    assert file_sha256(BUNDLED_MODEL) == "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0"
     assert create_detector("yunet").model_path == BUNDLED_MODEL
     with pytest.raises(FileNotFoundError, match="is not a file"):
         create_detector("yunet", model_path=tmp_path / "missing.onnx")

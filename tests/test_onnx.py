@@ -11,7 +11,8 @@ pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip ins
 
 from deepfever import Extractor  # noqa: E402
 from deepfever.cli import main  # noqa: E402
-from deepfever.models.onnx_export import calibration_crops, export_onnx  # noqa: E402
+from deepfever.faces.crops import sample_face_crops  # noqa: E402
+from deepfever.models.onnx_export import export_onnx  # noqa: E402
 from deepfever.models.onnx_runtime import OnnxModel  # noqa: E402
 
 FERPLUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ferplus"
@@ -32,7 +33,7 @@ def extractor() -> Extractor:
 
 @pytest.fixture(scope="module")
 def fp32_file(extractor: Extractor, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_onnx(extractor, tmp_path_factory.mktemp("onnx") / "model.onnx")
+    return export_onnx(extractor.model_, extractor.fingerprint_, tmp_path_factory.mktemp("onnx") / "model.onnx")
 
 
 def test_fp32_matches_torch_on_real_crops(extractor: Extractor, fp32_file: Path) -> None:
@@ -67,7 +68,7 @@ def test_metadata_carries_config_and_fingerprint(extractor: Extractor, fp32_file
 
 def test_int8_export_stays_close_to_torch(extractor: Extractor, tmp_path: Path) -> None:
     calibration = _ferplus_crops("Train", 0, 128)
-    path = export_onnx(extractor, tmp_path / "model.int8.onnx", calibration=calibration)
+    path = export_onnx(extractor.model_, extractor.fingerprint_, tmp_path / "model.int8.onnx", calibration=calibration)
     onnx_model = OnnxModel(path)
     assert onnx_model.precision == "int8"
     assert onnx_model.fingerprint["model_id"] == extractor.fingerprint_["model_id"] + "+int8"
@@ -85,9 +86,9 @@ def test_bad_inputs_get_one_line_errors(extractor: Extractor, tmp_path: Path) ->
     with pytest.raises(FileNotFoundError, match="deepfever export onnx"):
         OnnxModel(tmp_path / "missing.onnx")
     with pytest.raises(ValueError, match="calibration must be non-empty uint8"):
-        export_onnx(extractor, tmp_path / "x.onnx", calibration=np.zeros((4, 48, 48), np.float32))
+        export_onnx(extractor.model_, extractor.fingerprint_, tmp_path / "x.onnx", calibration=np.zeros((4, 48, 48), np.float32))
     with pytest.raises(ValueError, match="no face found"):
-        calibration_crops([tmp_path], extractor.template_, "none")
+        sample_face_crops([tmp_path], extractor.template_, "none")
 
 
 def test_cli_export_and_its_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -113,7 +114,7 @@ def test_class_prior_matches_torch(tmp_path: Path) -> None:
     model = create_model("fevernet_s", template=load_default_template().to_dict(), trained_heads=("emotion",), class_prior=prior)
     weights = save_model(model.eval(), tmp_path / "prior.safetensors")
     extractor = Extractor(model=weights, device="cpu").load()
-    onnx_model = OnnxModel(export_onnx(extractor, tmp_path / "prior.onnx"))
+    onnx_model = OnnxModel(export_onnx(extractor.model_, extractor.fingerprint_, tmp_path / "prior.onnx"))
     crops = np.random.default_rng(1).integers(0, 256, (6, 48, 48), dtype=np.uint8)
     for name in ("train", "uniform"):
         expected = predict_arrays(extractor.model_, crops, prior=name)["probabilities"]

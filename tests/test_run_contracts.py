@@ -208,7 +208,8 @@ def test_bad_classifier_files_are_refused(tmp_path, edit, message):
     from safetensors.numpy import load_file, save_file
     from safetensors import safe_open
 
-    from deepfever.evaluation.classifier_io import ClassifierFileError, _sha256, load_classifier
+    from deepfever.evaluation.classifier_io import ClassifierFileError, load_classifier
+    from deepfever.io.hashing import file_sha256
 
     _, document_path = _fitted_classifier(tmp_path)
     weights_path = document_path.with_suffix(".safetensors")
@@ -217,7 +218,7 @@ def test_bad_classifier_files_are_refused(tmp_path, edit, message):
         metadata = handle.metadata()
     edit(document, arrays)
     save_file(arrays, str(weights_path), metadata=metadata)
-    document["weights_sha256"] = _sha256(weights_path)  # an edit that keeps the checksum consistent
+    document["weights_sha256"] = file_sha256(weights_path)  # an edit that keeps the checksum consistent
     document_path.write_text(json.dumps(document))
     with pytest.raises(ClassifierFileError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_classifier(document_path)

@@ -1,7 +1,7 @@
 """Run configuration: nested dataclasses loaded from YAML, overridden from the command line.
 
 ``load_config(TrainConfig, "configs/ferplus.yaml", ["optim.lr=0.01", "epochs=3"])`` returns a fully
-resolved, frozen tree; ``config_to_dict`` turns it back into plain data to save beside the outputs.
+resolved, frozen tree (sections listed under one key, ``tuple[Section, ...]``, are built too); ``config_to_dict`` turns it back into plain data to save beside the outputs.
 """
 from __future__ import annotations
 
@@ -57,6 +57,11 @@ def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ValueError(f"load_config: unknown key(s) {unknown} in {where}; valid keys: {sorted(fields)}")
+    required = [name for name, item in fields.items() if item.default is dataclasses.MISSING
+                and item.default_factory is dataclasses.MISSING and item.init]
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise ValueError(f"load_config: missing key(s) {missing} in {where}")
     values = {}
     for name, value in data.items():
         hint = hints[name]
@@ -74,8 +79,13 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             return None
         hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
         origin = typing.get_origin(hint)
-    if origin is tuple:
-        return tuple(value)
+    if origin in (tuple, list):
+        items = list(value)
+        item_hint = typing.get_args(hint)[0] if typing.get_args(hint) else None
+        if item_hint is not None and dataclasses.is_dataclass(item_hint):
+            # Sections listed in YAML (``sources: [...]``) are built like any other, so a bad key names its item.
+            items = [_build(item_hint, item, f"{where}[{index}]") for index, item in enumerate(items)]
+        return tuple(items) if origin is tuple else items
     if hint is float and isinstance(value, (int, str)) and not isinstance(value, bool):
         # YAML 1.1 reads "1e30" (no dot) as a string; accept any number Python can parse.
         try:

@@ -16,10 +16,6 @@ class WeightsUnavailableError(DeepFeverError, RuntimeError):
     """Model files are not in the local cache and could not be fetched."""
 
 
-class NotFittedError(DeepFeverError, AttributeError):
-    """A method that needs loaded state was called before the call that loads it."""
-
-
 class DataFormatError(DeepFeverError, ValueError):
     """A dataset file does not follow its official format."""
 

@@ -1,4 +1,6 @@
-"""What expression vectors are for: compare faces, find similar ones, map them, check identity leakage.
+"""What expression vectors are for: compare faces, find similar ones, map them.
+
+How much identity leaks into the vectors is measured in ``deepfever.evaluation.identity``.
 
 Example:
     >>> from deepfever import Extractor
@@ -13,7 +15,6 @@ from deepfever.applications.compare import (
     odd_one_out,
     odd_one_out_vectors,
 )
-from deepfever.applications.identity import identity_leakage, linear_probe, retrieval_map
 from deepfever.applications.maps import plot_map, project_2d
 from deepfever.applications.search import FaceIndex, IndexMismatchError, build_index, load_index, save_index
 
@@ -24,14 +25,11 @@ __all__ = [
     "build_index",
     "compare_faces",
     "compare_vectors",
-    "identity_leakage",
-    "linear_probe",
     "load_index",
     "load_reference",
     "odd_one_out",
     "odd_one_out_vectors",
     "plot_map",
     "project_2d",
-    "retrieval_map",
     "save_index",
 ]

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from deepfever.errors import DeepFeverError
+from deepfever.models.vectors import unit
 
 logger = logging.getLogger(__name__)
 
@@ -29,15 +30,6 @@ REFERENCE_PAIRS = 20_000
 
 class NoFaceError(DeepFeverError, ValueError):
     """An input image held no face (or fewer faces than the index asked for)."""
-
-
-def unit(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to length 1 (float32), so inner products are cosine similarities."""
-    vectors = np.asarray(vectors, np.float32)
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    if np.any(norms == 0):
-        raise ValueError("unit: received an all-zero vector; an expression vector must have a direction")
-    return vectors / norms
 
 
 def cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -76,7 +68,7 @@ def load_reference(extractor, source: str | os.PathLike, use_cache: bool = True)
     Embeddings are computed once per model and source listing and cached under
     ``$DEEPFEVER_CACHE/reference``, because embedding thousands of faces takes a while on a CPU.
     """
-    from deepfever.data.arrays import cache_dir
+    from deepfever.io.cache import cache_dir
     from deepfever.io.inputs import expand_inputs
 
     root = Path(source)

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from deepfever.errors import ImageReadError
-from deepfever.faces.types import padded_box
+from deepfever.faces.thumbnails import row_thumbnail
+from deepfever.io.figures import save_figure
 
 logger = logging.getLogger(__name__)
 
@@ -54,39 +54,6 @@ def _umap_available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("umap") is not None
-
-
-def face_thumbnail(path: str, box: tuple[float, float, float, float], size: int = THUMBNAIL, margin: float = 0.15,
-                   images: dict[str, np.ndarray | None] | None = None) -> np.ndarray | None:
-    """A ``size`` x ``size`` RGB crop around ``box`` in image ``path``, or None if the image cannot be read.
-
-    ``images`` caches decoded sources across calls (many faces share one photo).
-    """
-    from PIL import Image
-
-    from deepfever.io.images import load_image
-
-    images = {} if images is None else images
-    if path not in images:
-        try:
-            images[path] = load_image(path)
-        except ImageReadError as error:
-            logger.debug("no thumbnail for %s: %s", path, error)
-            images[path] = None
-    image = images[path]
-    if image is None:
-        return None
-    left, top, right, bottom = padded_box(box, margin, image.shape)
-    if right <= left or bottom <= top:
-        return None
-    return np.asarray(Image.fromarray(image[top:bottom, left:right]).resize((size, size), Image.BILINEAR))
-
-
-def row_thumbnail(row: pd.Series, size: int, images: dict[str, np.ndarray | None]) -> np.ndarray | None:
-    """The thumbnail of a table row, or None if the row has no box or its source is missing."""
-    if not {"box_x1", "box_y1", "box_x2", "box_y2"} <= set(row.index) or "frame" in row.index:
-        return None  # no box, or a video frame that load_image cannot open
-    return face_thumbnail(str(row["path"]), (row["box_x1"], row["box_y1"], row["box_x2"], row["box_y2"]), size, images=images)
 
 
 def label_colours(labels: pd.Series) -> dict[str, str]:
@@ -137,15 +104,11 @@ def plot_map(table: pd.DataFrame, output: str | os.PathLike, color_by: str = "em
 
 def _write_png(coords: np.ndarray, labels: pd.Series, colours: dict[str, str], thumbnails: dict[int, np.ndarray],
                output: str | os.PathLike, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
-    from deepfever.io.atomic import atomic_write
-
-    figure, axis = plt.subplots(figsize=(11, 9))
+    figure = Figure(figsize=(11, 9), layout="tight")
+    axis = figure.subplots()
     for name, colour in colours.items():
         chosen = (labels == name).to_numpy()
         axis.scatter(coords[chosen, 0], coords[chosen, 1], s=12, color=colour, label=f"{name} ({chosen.sum()})", alpha=0.8)
@@ -156,10 +119,7 @@ def _write_png(coords: np.ndarray, labels: pd.Series, colours: dict[str, str], t
         axis.add_artist(box)
     axis.legend(loc="best", fontsize=8, markerscale=1.5)
     axis.set(title=title, xticks=[], yticks=[])
-    figure.tight_layout()
-    with atomic_write(output) as tmp:
-        figure.savefig(tmp, format="png", dpi=110)
-    plt.close(figure)
+    save_figure(figure, output, dpi=110)
 
 
 def write_html_map(coords: np.ndarray, table: pd.DataFrame, labels: pd.Series, colours: dict[str, str],
@@ -253,7 +213,10 @@ def thumbnail_grid(query: np.ndarray | None, results: pd.DataFrame, output: str 
             draw.rectangle([left, top, left + size - 1, top + size - 1], fill=(200, 200, 200))
             draw.text((left + 6, top + size // 2 - 6), "source missing", fill="black")
         else:
-            canvas.paste(Image.fromarray(np.asarray(thumb, np.uint8)).convert("RGB").resize((size, size)), (left, top))
+            # Centred in its square cell: a thumbnail keeps its face's aspect.
+            tile = Image.fromarray(np.asarray(thumb, np.uint8)).convert("RGB")
+            tile.thumbnail((size, size), Image.BILINEAR)
+            canvas.paste(tile, (left + (size - tile.width) // 2, top + (size - tile.height) // 2))
         draw.text((left, top + size + 2), line1, fill="black")
         draw.text((left, top + size + 14), line2, fill=(80, 80, 80))
     with atomic_write(output) as tmp:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from deepfever.applications.compare import unit
+from deepfever.models.vectors import unit
 from deepfever.errors import DeepFeverError
 
 logger = logging.getLogger(__name__)

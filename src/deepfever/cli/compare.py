@@ -5,7 +5,7 @@ import argparse
 import json
 import logging
 
-from deepfever.cli.extract import add_extractor_arguments, build_extractor
+from deepfever.cli._common import add_extractor_arguments, build_extractor
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def run_odd_one_out(args: argparse.Namespace) -> int:
 def run_identity_check(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from deepfever.applications.identity import attach_identities, format_report, identity_leakage
+    from deepfever.evaluation.identity import attach_identities, format_report, identity_leakage
     from deepfever.io.atomic import atomic_write, refuse_overwrite
     from deepfever.io.tables import read_table
 

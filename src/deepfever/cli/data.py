@@ -81,7 +81,7 @@ def parse_options(pairs: list[str]) -> dict[str, object]:
 def inspect_dataset(dataset_format: str, root: str, options: dict[str, object]) -> dict:
     """Counts per split: samples, classes, labelled valence/arousal and skipped rows by reason."""
     from deepfever.data.formats import read_dataset
-    from deepfever.data.labels import EMOTIONS
+    from deepfever.labels import EMOTIONS
 
     splits = read_dataset(dataset_format, root, **options)
     class_names = options.get("class_names") or EMOTIONS

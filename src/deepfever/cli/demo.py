@@ -22,8 +22,8 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from deepfever.api import Extractor
-    from deepfever.cli.extract import write_outputs
-    from deepfever.io.annotate import annotate_file
+    from deepfever.cli._common import write_outputs
+    from deepfever.extraction.annotate import annotate_file
     from deepfever.io.atomic import atomic_write, refuse_overwrite
     from deepfever.io.tables import check_table_path
 

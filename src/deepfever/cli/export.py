@@ -23,8 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_onnx(args: argparse.Namespace) -> int:
     from deepfever.api import Extractor
+    from deepfever.faces.crops import sample_face_crops
     from deepfever.io.atomic import refuse_overwrite
-    from deepfever.models.onnx_export import calibration_crops, export_onnx, require_onnx
+    from deepfever.models.onnx_export import export_onnx, require_onnx
 
     try:
         require_onnx("deepfever export onnx")
@@ -38,8 +39,8 @@ def run_onnx(args: argparse.Namespace) -> int:
     extractor = Extractor(model=args.model, device="cpu").load()
     crops = None
     if args.int8:
-        crops = calibration_crops(args.calibration, extractor.template_, args.calibration_detector, args.calibration_count)
-    path = export_onnx(extractor, args.output, calibration=crops)
+        crops = sample_face_crops(args.calibration, extractor.template_, args.calibration_detector, args.calibration_count)
+    path = export_onnx(extractor.model_, extractor.fingerprint_, args.output, calibration=crops)
     detail = f"int8, calibrated on {len(crops)} faces" if crops is not None else "fp32"
     print(f"wrote {path} ({detail}; model {extractor.fingerprint_['model_id']})")
     return 0

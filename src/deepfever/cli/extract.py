@@ -9,8 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from deepfever.extraction.run import DEFAULT_CHUNK_SIZE
-from deepfever.faces.detect import DEFAULT_DETECTOR  # every command that reads photos detects faces with it unless told
+from deepfever.cli._common import add_extractor_arguments, build_extractor
+from deepfever.defaults import CHUNK_SIZE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,43 +32,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="continue an interrupted run from its chunks in OUT.parts/ (inputs changed since are redone); "
                              "every run works in chunks there, and keeps them with --resume, --chunk-size or torchrun")
     parser.add_argument("--chunk-size", type=int, default=None,
-                        help=f"inputs per saved chunk (default {DEFAULT_CHUNK_SIZE}); implies chunked work in OUT.parts/")
+                        help=f"inputs per saved chunk (default {CHUNK_SIZE}); implies chunked work in OUT.parts/")
     parser.set_defaults(handler=run)
-
-
-def add_extractor_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None,
-                        help="packaged model name or .safetensors path (default: bundled model); .onnx with --backend onnxruntime")
-    parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=("mtcnn", "yunet", "none"),
-                        help=f"face detector (default {DEFAULT_DETECTOR}); none treats each image as one face crop")
-    parser.add_argument("--yunet-model", help="another YuNet .onnx file (default: the bundled one)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--batch-size", type=int, default=64, help="faces per model batch")
-    parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
-                        help="run the model in torch or ONNX Runtime (the onnx extra; --model FILE.int8.onnx is the fast CPU path)")
-    parser.add_argument("--prior", choices=("uniform", "train"), default=None,
-                        help="class prior of the probabilities: uniform, or the training data's (default: the model's recorded one)")
-
-
-def build_extractor(args: argparse.Namespace, device: str | None = None):
-    """The extractor the arguments describe; ``device`` overrides ``--device`` (a process's own GPU under torchrun)."""
-    from deepfever.api import Extractor
-    from deepfever.models import DEFAULT_MODEL
-
-    if args.detector == "yunet" and args.yunet_model and not Path(args.yunet_model).expanduser().is_file():
-        raise FileNotFoundError(f"--yunet-model {args.yunet_model}: no such file; pass the path of OpenCV's "
-                                "face_detection_yunet_*.onnx (from the opencv_zoo repository)")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    options = {"model_path": args.yunet_model} if args.detector == "yunet" and args.yunet_model else None
-    return Extractor(model=args.model or DEFAULT_MODEL, device=device or args.device, detector=args.detector,
-                     detector_options=options, batch_size=args.batch_size, prior=args.prior, backend=args.backend)
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from deepfever.extraction.run import ExtractionRun, failures_path_for
+    from deepfever.extraction.run import ExtractionRun
+    from deepfever.io.failures import failures_path_for
 
     output = Path(args.output)
     extraction = ExtractionRun(build_extractor(args), output, fps=args.fps, smoothing=args.smooth, chunk_size=args.chunk_size,
@@ -83,12 +55,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"deepfever extract: {report.summary()}", file=sys.stderr)
     print(f"wrote {output} and {failures_path_for(output)} ({len(report.failures)} failures)")
     return 0 if report.processed else 1
-
-
-def write_outputs(frame, report, output: Path) -> None:
-    """An in-memory table and its failures file (``probe predict``, ``demo``); large runs use ``ExtractionRun``."""
-    from deepfever.extraction.run import write_failures
-    from deepfever.io.tables import write_table
-
-    write_table(frame, output)
-    write_failures(report.failures, output)

@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from deepfever.cli.extract import add_extractor_arguments, build_extractor
+from deepfever.cli._common import add_extractor_arguments, build_extractor
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +81,9 @@ def run_search(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from deepfever.applications.compare import embed_faces
-    from deepfever.applications.maps import row_thumbnail, thumbnail_grid
+    from deepfever.applications.maps import thumbnail_grid
     from deepfever.applications.search import load_index, result_columns
+    from deepfever.faces.thumbnails import row_thumbnail
     from deepfever.io.atomic import refuse_overwrite
     from deepfever.io.tables import check_table_path, write_table
 

@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepfever.extraction.run import failures_path_for, merge_parts_locked
+    from deepfever.extraction.run import merge_parts_locked
+    from deepfever.io.failures import failures_path_for
     from deepfever.io.parts import parts_dir_for, read_manifest
     from deepfever.io.tables import check_table_path
 

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from deepfever.cli.extract import DEFAULT_DETECTOR, add_extractor_arguments, build_extractor
+from deepfever.cli._common import add_extractor_arguments, build_extractor
+from deepfever.defaults import DETECTOR as DEFAULT_DETECTOR
 
 logger = logging.getLogger(__name__)
 
@@ -110,9 +111,9 @@ def run_fit(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from deepfever.cli.extract import write_outputs
+    from deepfever.cli._common import write_outputs
     from deepfever.evaluation._probe_data import warn_unless_crops
-    from deepfever.extraction.run import failures_path_for
+    from deepfever.io.failures import failures_path_for
     from deepfever.evaluation.classifier_io import load_classifier
     from deepfever.io.atomic import refuse_overwrite
     from deepfever.io.inputs import expand_inputs

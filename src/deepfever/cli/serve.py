@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from deepfever.cli.extract import add_extractor_arguments, build_extractor
+from deepfever.cli._common import add_extractor_arguments, build_extractor
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -8,7 +8,6 @@ why; ``OUT/fetch_summary.json`` counts outcomes.
 """
 from __future__ import annotations
 
-import csv
 import http.client
 import json
 import logging
@@ -30,11 +29,13 @@ from deepfever._version import __version__
 from deepfever.data.formats.fec import IMAGE_EXTENSIONS, IMAGE_FOLDER, FecFace, fec_face_stem, read_fec_csv, unique_faces
 from deepfever.errors import DeepFeverError, ImageReadError
 from deepfever.io.atomic import atomic_write
+from deepfever.io.failures import write_failures
 from deepfever.io.images import CorruptImageError, load_image
 
 logger = logging.getLogger(__name__)
 
 REPORT_NAME = "fetch_failures.csv"
+FAILURE_COLUMNS = ("url", "file", "reason", "detail")
 SUMMARY_NAME = "fetch_summary.json"
 USER_AGENT = f"deepfever-fetch-fec/{__version__}"
 CHUNK_BYTES = 1 << 16
@@ -225,7 +226,7 @@ def fetch_fec(csv_path: str | Path, out_dir: str | Path, settings: FetchSettings
         else:
             pending[face.url].append(face)
     logger.info("fetch_fec: %d faces, %d already saved, %d photos to download", summary.faces, summary.skipped_existing, len(pending))
-    failures: list[tuple[str, str, str, str]] = []
+    failures: list[dict[str, str]] = []
     with ThreadPoolExecutor(max_workers=settings.workers) as pool:
         jobs = [pool.submit(_fetch_url, url, faces, images, settings) for url, faces in pending.items()]
         for done, job in enumerate(as_completed(jobs), start=1):
@@ -235,13 +236,11 @@ def fetch_fec(csv_path: str | Path, out_dir: str | Path, settings: FetchSettings
                     summary.ok += 1
                 else:
                     summary.failed[failure.reason] += 1
-                    failures.append((face.url, fec_face_stem(face) + settings.extension, failure.reason, failure.detail))
+                    failures.append({"url": face.url, "file": fec_face_stem(face) + settings.extension,
+                                     "reason": failure.reason, "detail": failure.detail})
             if done % 1000 == 0:
                 logger.info("fetch_fec: %d of %d photos done, %d faces saved", done, len(jobs), summary.ok)
-    with atomic_write(out / REPORT_NAME) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["url", "file", "reason", "detail"])
-        writer.writerows(sorted(failures))
+    write_failures(sorted(failures, key=lambda row: tuple(row.values())), out / REPORT_NAME, FAILURE_COLUMNS)
     with atomic_write(out / SUMMARY_NAME) as tmp:
         tmp.write_text(json.dumps(summary.as_dict(), indent=2) + "\n")
     return summary

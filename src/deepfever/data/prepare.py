@@ -49,7 +49,7 @@ import pandas as pd
 from deepfever._version import __version__
 from deepfever.data.arrays import sample_signature
 from deepfever.data.formats import Sample, read_dataset
-from deepfever.data.labels import EMOTIONS
+from deepfever.labels import EMOTIONS
 from deepfever.errors import DeepFeverError, ImageReadError
 from deepfever.faces.types import face_in_original, padded_box
 from deepfever.io.atomic import atomic_write

@@ -114,7 +114,7 @@ def _read_manifest(manifest: Path) -> LabelledImages:
 
 def _read_registered(format: str, root: Path) -> LabelledImages:
     from deepfever.data.formats import NO_LABEL, read_dataset
-    from deepfever.data.labels import EMOTIONS
+    from deepfever.labels import EMOTIONS
 
     splits = read_dataset(format, str(root))
     samples = [s for split in splits.values() for s in split.samples if s.label != NO_LABEL]

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from deepfever.io.atomic import atomic_write
+from deepfever.io.figures import save_figure
 
 REPORT_FILES = ("report.json", "report.md")
 
@@ -30,47 +31,37 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(text).stem if text.endswith(".safetensors") else text).strip("_")
 
 
-def _figure():
-    import matplotlib
+def _figure(width: float, height: float) -> tuple[Any, Any]:
+    """A figure with one axis, laid out tightly when saved (matplotlib is slow to import; only plotting needs it)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(figure, path: Path) -> None:
-    figure.tight_layout()
-    with atomic_write(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
-    _figure().close(figure)
+    figure = Figure(figsize=(width, height), layout="tight")
+    return figure, figure.subplots()
 
 
 def plot_per_class(summary: dict[str, Any], path: Path, title: str) -> None:
     """Recall and F1 per class, as grouped bars."""
-    plt = _figure()
     names = summary["class_names"]
     recall = [summary["per_class"][name]["recall"] for name in names]
     f1 = [summary["per_class"][name]["f1"] for name in names]
     positions = np.arange(len(names))
-    figure, axis = plt.subplots(figsize=(max(5, 0.8 * len(names) + 2), 4))
+    figure, axis = _figure(max(5, 0.8 * len(names) + 2), 4)
     axis.bar(positions - 0.2, recall, 0.4, label="recall")
     axis.bar(positions + 0.2, f1, 0.4, label="F1")
     axis.set_xticks(positions, names, rotation=45, ha="right")
     axis.set(ylim=(0, 1), ylabel="score", title=title)
     axis.legend()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_triplet_types(per_type: dict[str, Any], path: Path, title: str) -> None:
-    plt = _figure()
     names = list(per_type)
-    figure, axis = plt.subplots(figsize=(5, 4))
+    figure, axis = _figure(5, 4)
     axis.bar(names, [per_type[name]["accuracy"] for name in names])
     for position, name in enumerate(names):
         axis.text(position, 0.02, f"n={per_type[name]['n']}", ha="center")
     axis.set(ylim=(0, 1), ylabel="triplet accuracy", title=title)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def _plots(model: dict[str, Any], entry: str, result: dict[str, Any], folder: Path) -> list[str]:

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from deepfever.data.labels import EMOTIONS, EMOTIONS_7
+from deepfever.labels import EMOTIONS, EMOTIONS_7
 from deepfever.evaluation.metrics import classification_summary
 from deepfever.evaluation.predict import predict_arrays
 

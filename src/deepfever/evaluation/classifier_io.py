@@ -7,7 +7,6 @@ fitted on: vectors of another model live in another space, so such a classifier 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 
 from deepfever.errors import DeepFeverError
 from deepfever.io.atomic import atomic_write, refuse_overwrite
+from deepfever.io.hashing import file_sha256
 
 FORMAT = "deepfever-classifier"
 FORMAT_VERSION = 1
@@ -142,7 +142,7 @@ def save_classifier(classifier: SavedClassifier, path: str | Path, overwrite: bo
     document = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "classifier": classifier.kind,
         "class_names": list(classifier.class_names), "input_dim": classifier.input_dim, "layers": len(classifier.weights),
-        "weights_file": weights_path.name, "weights_sha256": _sha256(weights_path), "deepfever_version": __version__,
+        "weights_file": weights_path.name, "weights_sha256": file_sha256(weights_path), "deepfever_version": __version__,
         **{key: value for key, value in classifier.info.items() if key not in _FILE_KEYS},
     }
     with atomic_write(document_path) as tmp:
@@ -170,7 +170,7 @@ def load_classifier(path: str | Path) -> SavedClassifier:
                          f"up to {FORMAT_VERSION}; upgrade deepfever")
     _check_document(document, document_path)
     weights_path = document_path.with_name(document["weights_file"])
-    if not weights_path.is_file() or _sha256(weights_path) != document["weights_sha256"]:
+    if not weights_path.is_file() or file_sha256(weights_path) != document["weights_sha256"]:
         raise ClassifierFileError(f"load_classifier: {weights_path} is missing or does not match the checksum in {document_path}; "
                          "copy both files of the classifier together")
     arrays = load_file(str(weights_path))
@@ -239,5 +239,3 @@ def _check_arrays(classifier: SavedClassifier, input_dim: int, source: Path) -> 
                                   "fit it again with `deepfever probe fit`")
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

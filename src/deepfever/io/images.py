@@ -9,11 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from deepfever.defaults import MAX_IMAGE_PIXELS  # the decompression-bomb guard; 80 MP covers every camera we know of
 from deepfever.errors import ImageReadError
-
-# Decompression-bomb guard: 80 megapixels covers every camera we know of (a 4352x2903 photo is
-# 12.6 MP) while refusing crafted files that would expand to gigabytes.
-MAX_IMAGE_PIXELS = 80_000_000
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm"})
 
@@ -68,20 +65,36 @@ class CorruptImageError(ImageReadError):
     """The file is an image format but its data is damaged or cut short (as opposed to not an image at all)."""
 
 
-def load_image(source: str | os.PathLike | bytes | np.ndarray | Image.Image) -> np.ndarray:
+class NotAnImageError(ImageReadError):
+    """The file or bytes are in no image format we can read."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """The image has more pixels than the limit (read from its header, before decoding)."""
+
+
+def load_image(source: str | os.PathLike | bytes | np.ndarray | Image.Image, max_pixels: int = MAX_IMAGE_PIXELS,
+               name: str | None = None) -> np.ndarray:
     """Return an RGB ``uint8`` array of shape (H, W, 3), with EXIF orientation applied.
 
-    The one decoder of the package: accepts a path, the bytes of a file (e.g. downloaded), a PIL image
-    or an array (grey ``(H, W)``, RGB or RGBA; see ``as_rgb_uint8``).
-    Raises ``ImageReadError`` with the reason for zero-byte, truncated, non-image or oversized files
-    and for arrays of the wrong dtype or shape.
+    The one decoder of the package, and the one decompression-bomb guard: accepts a path, the bytes
+    of a file (downloaded or uploaded), a PIL image or an array (grey ``(H, W)``, RGB or RGBA; see
+    ``as_rgb_uint8``). Files and bytes above ``max_pixels`` are refused from their header, before
+    decoding. ``name`` labels bytes in messages (default ``<downloaded bytes>``).
+    Raises ``ImageReadError`` with the reason: ``ImageTooLargeError`` above the limit,
+    ``NotAnImageError`` for no image format, ``CorruptImageError`` for damaged or truncated data, the
+    base class for missing or zero-byte files and for arrays of the wrong dtype or shape.
+
+    Example:
+        >>> load_image(uploaded_bytes, max_pixels=40_000_000, name="photo.jpg").shape  # doctest: +SKIP
+        (1080, 1920, 3)
     """
     if isinstance(source, np.ndarray):
         return as_rgb_uint8(source)
     if isinstance(source, Image.Image):
         return np.asarray(_to_rgb(ImageOps.exif_transpose(source)))
     if isinstance(source, (bytes, bytearray)):
-        path, opened = "<downloaded bytes>", io.BytesIO(source)
+        path, opened = name or "<downloaded bytes>", io.BytesIO(source)
         if not source:
             raise ImageReadError(f"{path}: empty (0 bytes)")
     else:
@@ -96,9 +109,9 @@ def load_image(source: str | os.PathLike | bytes | np.ndarray | Image.Image) -> 
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(opened) as image:
                 width, height = image.size
-                if width * height > MAX_IMAGE_PIXELS:
-                    raise ImageReadError(
-                        f"{path}: {width}x{height} pixels exceeds the limit of {MAX_IMAGE_PIXELS:,}"
+                if width * height > max_pixels:
+                    raise ImageTooLargeError(
+                        f"{path}: {width}x{height} pixels exceeds the limit of {max_pixels:,}"
                         " (possible decompression bomb); resize it first"
                     )
                 image.load()
@@ -106,8 +119,8 @@ def load_image(source: str | os.PathLike | bytes | np.ndarray | Image.Image) -> 
     except ImageReadError:
         raise
     except Image.DecompressionBombError as error:
-        raise ImageReadError(f"{path}: image exceeds the limit of {MAX_IMAGE_PIXELS:,} pixels ({error})") from error
+        raise ImageTooLargeError(f"{path}: image exceeds the limit of {max_pixels:,} pixels ({error})") from error
     except UnidentifiedImageError as error:
-        raise ImageReadError(f"{path}: not a readable image ({error.__class__.__name__})") from error
+        raise NotAnImageError(f"{path}: not a readable image ({error.__class__.__name__})") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise CorruptImageError(f"{path}: corrupt or truncated image ({error})") from error

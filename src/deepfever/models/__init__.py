@@ -1,10 +1,34 @@
-"""Models: a registry of architectures, packaged pretrained weights and the model file format."""
-from deepfever.models.checkpoint import build_model, create_model, load_model, read_model_info, save_model
-from deepfever.models.config import HEADS, ModelConfig
-from deepfever.models.expression import ExpressionModel
-from deepfever.models.registry import DEFAULT_MODEL, list_architectures, list_models, list_pretrained, register_model
+"""Models: a registry of architectures, packaged pretrained weights and the model file format.
 
-__all__ = [
-    "DEFAULT_MODEL", "HEADS", "ExpressionModel", "ModelConfig", "build_model", "create_model", "list_architectures",
-    "list_models", "list_pretrained", "load_model", "read_model_info", "register_model", "save_model",
-]
+Importing this package is cheap: torch loads on first attribute access, so a light submodule such as
+``deepfever.models.vectors`` does not pay for every architecture.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "build_model": "deepfever.models.checkpoint",
+    "create_model": "deepfever.models.checkpoint",
+    "load_model": "deepfever.models.checkpoint",
+    "read_model_info": "deepfever.models.checkpoint",
+    "save_model": "deepfever.models.checkpoint",
+    "HEADS": "deepfever.models.config",
+    "ModelConfig": "deepfever.models.config",
+    "ExpressionModel": "deepfever.models.expression",
+    "DEFAULT_MODEL": "deepfever.models.registry",
+    "list_architectures": "deepfever.models.registry",
+    "list_models": "deepfever.models.registry",
+    "list_pretrained": "deepfever.models.registry",
+    "register_model": "deepfever.models.registry",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'deepfever.models' has no attribute {name!r}")
+    return getattr(import_module(module), name)

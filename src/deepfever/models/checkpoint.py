@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from deepfever._version import __version__
-from deepfever.data.labels import EMOTIONS
+from deepfever.labels import EMOTIONS
 from deepfever.errors import DeepFeverError
 from deepfever.io.atomic import atomic_write
 from deepfever.models.config import HEADS, ModelConfig

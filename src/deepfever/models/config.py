@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from deepfever.data.labels import EMOTIONS
+from deepfever.labels import EMOTIONS
 
 HEADS = ("emotion", "valence_arousal")
 OUTPUT_PRIORS = ("train", "uniform")

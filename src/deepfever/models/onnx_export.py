@@ -17,7 +17,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -25,10 +25,8 @@ from torch import nn
 
 from deepfever._version import __version__
 from deepfever.io.atomic import atomic_write
+from deepfever.io.optional import import_optional
 from deepfever.models.preprocess import crops_to_tensor
-
-if TYPE_CHECKING:
-    from deepfever.api import Extractor
 
 logger = logging.getLogger(__name__)
 
@@ -40,15 +38,7 @@ CALIBRATION_BATCH = 64
 
 def require_onnx(caller: str) -> Any:
     """Import ``onnx`` and ``onnxruntime`` or say how to install them."""
-    try:
-        import onnx
-        import onnxruntime
-    except ImportError as error:
-        raise ImportError(
-            f"{caller}: needs onnx and onnxruntime ({error.name} is missing); install them with "
-            "pip install 'deepfever[onnx]' (or pip install onnx onnxruntime)"
-        ) from error
-    return onnx, onnxruntime
+    return import_optional(caller, ("onnx", "onnxruntime"), "onnx")
 
 
 class _Outputs(nn.Module):
@@ -63,32 +53,38 @@ class _Outputs(nn.Module):
         return tuple(result[name] for name in OUTPUTS)
 
 
-def export_onnx(extractor: Extractor, path: str | os.PathLike, calibration: np.ndarray | None = None) -> Path:
-    """Write ``extractor``'s model to ``path`` as ONNX; with ``calibration`` crops, int8-quantised.
+def export_onnx(model: nn.Module, fingerprint: Mapping[str, Any], path: str | os.PathLike,
+                calibration: np.ndarray | None = None) -> Path:
+    """Write ``model`` to ``path`` as ONNX; with ``calibration`` crops, int8-quantised.
+
+    The caller loads the model and makes the crops, so exporting needs neither the extractor nor a detector.
 
     Args:
-        extractor: a torch-backed ``Extractor`` (loaded on first use); its BatchNorm-fused model is exported.
+        model: an expression model (``forward`` returns the output dict; ``model.config`` is its ``ModelConfig``),
+            e.g. a BatchNorm-fused ``Extractor().load().model_``; it is copied, never changed.
+        fingerprint: the model's ``model_fingerprint`` (``Extractor.fingerprint_``), written into the metadata.
         path: the ``.onnx`` file to write (atomically).
-        calibration: aligned face crops ``(N, S, S[, 3])`` uint8. When given, activations and weights are
-            quantised to int8 (QDQ format, per-channel weights) with ranges measured on these crops;
-            a few hundred real faces are enough, and ranges from non-faces would clip real ones.
+        calibration: aligned face crops ``(N, S, S[, 3])`` uint8 (``deepfever.faces.crops.sample_face_crops``).
+            When given, activations and weights are quantised to int8 (QDQ format, per-channel weights) with
+            ranges measured on these crops; a few hundred real faces are enough, and ranges from non-faces
+            would clip real ones.
 
     Example:
-        >>> export_onnx(Extractor(), "model.onnx")  # doctest: +SKIP
+        >>> extractor = Extractor(backend="torch").load()  # doctest: +SKIP
+        >>> export_onnx(extractor.model_, extractor.fingerprint_, "model.onnx")  # doctest: +SKIP
     """
     onnx, _ = require_onnx("export_onnx")
-    extractor._check_loaded()
-    if not isinstance(extractor.model_, nn.Module):
-        raise ValueError(f"export_onnx: needs a torch-backed Extractor, got a {type(extractor.model_).__name__} model; "
-                         "use Extractor(backend='torch')")
-    config = extractor.model_.config
+    if not isinstance(model, nn.Module) or not hasattr(model, "config"):
+        raise ValueError(f"export_onnx: model must be a torch expression model with a config, got {type(model).__name__}; "
+                         "load one with Extractor(backend='torch').load().model_ or deepfever.models.load_model")
+    config = model.config
     if calibration is not None:
         calibration = np.asarray(calibration)
         if calibration.dtype != np.uint8 or calibration.ndim not in (3, 4) or len(calibration) == 0:
             raise ValueError(f"export_onnx: calibration must be non-empty uint8 crops (N, S, S[, 3]), "
                              f"got {calibration.dtype} {calibration.shape}; align faces with the model's template")
-    # A copy: moving to the CPU and to the contiguous layout the exporter wants would change the extractor's own model.
-    model = _Outputs(copy.deepcopy(extractor.model_)).cpu().eval().to(memory_format=torch.contiguous_format)
+    # A copy: moving to the CPU and to the contiguous layout the exporter wants would change the caller's model.
+    wrapped = _Outputs(copy.deepcopy(model)).cpu().eval().to(memory_format=torch.contiguous_format)
     example = torch.zeros(2, config.in_chans, config.input_size, config.input_size)
     path = Path(path)
     with tempfile.TemporaryDirectory() as scratch:
@@ -97,12 +93,12 @@ def export_onnx(extractor: Extractor, path: str | os.PathLike, calibration: np.n
             # The TorchScript exporter is deprecated in favour of torch.export's, which needs the extra
             # onnxscript package; this plain feed-forward graph exports identically with either.
             warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(model, (example,), str(fp32), input_names=["input"], output_names=list(OUTPUTS),
+            torch.onnx.export(wrapped, (example,), str(fp32), input_names=["input"], output_names=list(OUTPUTS),
                               dynamic_axes={name: {0: "batch"} for name in ("input", *OUTPUTS)},
                               opset_version=OPSET, dynamo=False)
         source = _quantise(fp32, Path(scratch), calibration, config) if calibration is not None else fp32
         graph = onnx.load(str(source))
-    fingerprint = dict(extractor.fingerprint_)
+    fingerprint = dict(fingerprint)
     if calibration is not None:
         fingerprint["model_id"] += INT8_SUFFIX
     metadata = {"deepfever_config": json.dumps(config.to_dict()), "deepfever_version": __version__,
@@ -153,38 +149,3 @@ def _kept_in_fp32(graph: Any) -> list[str]:
     """
     inputs = {value.name for value in graph.graph.input}
     return [node.name for node in graph.graph.node if node.op_type == "Gemm" or inputs & set(node.input)]
-
-
-def calibration_crops(inputs: list[str | os.PathLike], template: Any, detector: str = "yunet", limit: int = 512) -> np.ndarray:
-    """Aligned face crops from images (files, folders, globs) for int8 calibration: up to ``limit`` faces.
-
-    Images are taken in sorted order, one face each (the first found); ``detector="none"`` reads
-    images that are face crops already (e.g. FER+ folders). Unreadable files and images without a
-    face are skipped.
-
-    Example:
-        >>> crops = calibration_crops(["FERPlus/FER2013Train"], extractor.template_, "none")  # doctest: +SKIP
-    """
-    from deepfever.errors import ImageReadError
-    from deepfever.faces.align import align_faces
-    from deepfever.faces.detect import create_detector
-    from deepfever.io.images import IMAGE_SUFFIXES, load_image
-    from deepfever.io.inputs import expand_inputs
-
-    if limit < 1:
-        raise ValueError(f"calibration_crops: limit must be at least 1, got {limit}")
-    finder = create_detector(detector, template=template) if detector == "none" else create_detector(detector)
-    crops: list[np.ndarray] = []
-    for path in expand_inputs(inputs, IMAGE_SUFFIXES):
-        try:
-            image = load_image(path)
-        except ImageReadError:
-            continue
-        faces = finder.detect(image)[:1]
-        crops.extend(align_faces(image, faces, template))
-        if len(crops) >= limit:
-            break
-    if not crops:
-        raise ValueError(f"calibration_crops: no face found in {[str(item) for item in inputs]}; "
-                         "pass photos of faces, or folders of face crops with detector 'none'")
-    return np.stack(crops)

@@ -7,7 +7,6 @@ fast CPU path; on CUDA, ONNX Runtime's CUDA provider is used when its GPU build 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -15,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deepfever.io.cache import cache_dir
+from deepfever.io.hashing import file_sha256
 from deepfever.models.config import ModelConfig
 from deepfever.models.onnx_export import OUTPUTS, require_onnx
 from deepfever.models.preprocess import crops_to_tensor
@@ -103,14 +104,15 @@ def load_onnx_backend(model: str | os.PathLike, device: str | torch.device = "cp
     """
     if str(model).endswith(".onnx"):
         return OnnxModel(model, device)
-    from deepfever.api import Extractor
-    from deepfever.data.arrays import cache_dir
-    from deepfever.models.checkpoint import resolve_weights
+    from deepfever.models.checkpoint import load_model, resolve_weights
+    from deepfever.models.fingerprint import model_fingerprint
+    from deepfever.models.fuse import fuse_batchnorm
     from deepfever.models.onnx_export import export_onnx
 
     weights = resolve_weights(model)
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
-    cached = cache_dir() / "onnx" / f"{weights.stem}@{digest}.onnx"
+    cached = cache_dir() / "onnx" / f"{weights.stem}@{file_sha256(weights)[:12]}.onnx"
     if not cached.is_file():
-        export_onnx(Extractor(model=weights, device="cpu", backend="torch"), cached)
+        # The model the torch backend would run (BatchNorm fused), so both backends export the same graph.
+        torch_model = fuse_batchnorm(load_model(weights, "cpu"))
+        export_onnx(torch_model, model_fingerprint(weights, torch_model.config), cached)
     return OnnxModel(cached, device)

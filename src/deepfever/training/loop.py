@@ -30,7 +30,7 @@ import yaml
 from deepfever._version import __version__, source_revision
 from deepfever.config import config_to_dict
 from deepfever.data.formats import NO_LABEL
-from deepfever.data.labels import EMOTIONS
+from deepfever.labels import EMOTIONS
 from deepfever.data.sampling import MixingSampler, allocate
 from deepfever.data.triplets import vote_triplets
 from deepfever.evaluation.metrics import classification_summary
@@ -44,7 +44,7 @@ from deepfever.training.config import TrainConfig
 from deepfever.data.splits import SplitArrays, load_split
 from deepfever.training.data import (assemble, class_balanced_weights, class_prior, has_labels, load_primary, load_source,
                                      steps_per_epoch)
-from deepfever.training.distributed import DistributedContext, init_distributed
+from deepfever.models.distributed import DistributedContext, init_distributed
 from deepfever.training.hooks import CheckpointHook, EvaluationHook, GpuUtilisationHook, Hook, read_metrics
 from deepfever.training.monitor import UtilisationMeter, read_gpu_utilisation
 from deepfever.training.state import load_training_state, save_training_state

@@ -1,7 +1,7 @@
 """What every dataset format yields, and the registry that finds formats by name.
 
 A format reads a dataset exactly as its owners publish it and maps its labels into
-``deepfever.data.labels.EMOTIONS``; rows it cannot use are counted in ``skipped`` with a reason.
+``deepfever.labels.EMOTIONS``; rows it cannot use are counted in ``skipped`` with a reason.
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from deepfever.data.formats.base import DatasetSplit, Sample, register_format
-from deepfever.data.labels import EMOTION_INDEX
+from deepfever.labels import EMOTION_INDEX
 from deepfever.errors import DataFormatError
 
 logger = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ import numpy as np
 
 from deepfever.data.formats.base import DatasetSplit, NO_LABEL, Sample, register_format
 from deepfever.data.formats.fer2013 import USAGE_TO_SPLIT, find_fer2013_csv, parse_pixels, read_fer2013_rows
-from deepfever.data.labels import EMOTION_INDEX
+from deepfever.labels import EMOTION_INDEX
 from deepfever.errors import DataFormatError
 
 FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 from deepfever.data.formats.base import DatasetSplit, NO_LABEL, Sample, register_format
-from deepfever.data.labels import EMOTION_INDEX, EMOTIONS
+from deepfever.labels import EMOTION_INDEX, EMOTIONS
 from deepfever.errors import DataFormatError
 from deepfever.io.images import IMAGE_SUFFIXES
 

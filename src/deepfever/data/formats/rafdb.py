@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 from deepfever.data.formats.base import DatasetSplit, Sample, register_format
-from deepfever.data.labels import EMOTION_INDEX
+from deepfever.labels import EMOTION_INDEX
 from deepfever.errors import DataFormatError
 
 logger = logging.getLogger(__name__)

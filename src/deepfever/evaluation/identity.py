@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from deepfever.applications.compare import unit
+from deepfever.evaluation.probe import cross_validate_probe, make_folds
+from deepfever.models.vectors import unit
 
 logger = logging.getLogger(__name__)
 
@@ -53,29 +54,27 @@ def retrieval_map(vectors: np.ndarray, labels: np.ndarray, chunk: int = 256) -> 
 
 def linear_probe(vectors: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None, folds: int = 5,
                  seed: int = 0) -> dict[str, Any]:
-    """Cross-validated accuracy of a logistic regression predicting ``labels`` from the vectors.
+    """Cross-validated accuracy of the package's linear probe (``evaluation.probe``) predicting ``labels``.
 
-    Folds are stratified by label and, with ``groups``, keep each group in one fold (no face of a
-    group is both trained on and tested). Labels with fewer rows than folds are dropped and counted.
+    The vectors are scaled to unit length first (what cosine retrieval sees), then the probe's
+    standardised logistic regression is fitted per fold. Folds are stratified by label and, with
+    ``groups``, keep each group in one fold (no face of a group is both trained on and tested).
+    Labels with fewer rows than folds are dropped and counted. ``accuracy`` pools every out-of-fold
+    prediction; ``chance`` is the majority label's share.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedGroupKFold
-
     labels = np.asarray(labels).astype(str)
-    groups = np.arange(len(labels)) if groups is None else np.asarray(groups).astype(str)
     names, counts = np.unique(labels, return_counts=True)
     kept = np.isin(labels, names[counts >= folds])
     if len(np.unique(labels[kept])) < 2:
         raise ValueError(f"linear_probe: need at least 2 labels with {folds} or more rows each; got counts "
                          f"{dict(zip(names.tolist(), counts.tolist()))}; use fewer folds or more data")
-    x, y, g = unit(vectors)[kept], labels[kept], groups[kept]
-    correct = 0
-    for train, test in StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(x, y, g):
-        model = LogisticRegression(max_iter=2000, C=1.0).fit(x[train], y[train])
-        correct += int((model.predict(x[test]) == y[test]).sum())
-    majority = np.unique(y, return_counts=True)[1].max() / len(y)
-    return {"accuracy": correct / len(y), "chance": float(majority), "classes": int(len(np.unique(y))), "rows": int(len(y)),
-            "dropped_rows": int((~kept).sum()), "folds": folds}
+    x, y = unit(vectors)[kept], labels[kept]
+    classes, codes = np.unique(y, return_inverse=True)
+    grouping = None if groups is None else np.asarray(groups).astype(str)[kept]
+    report = cross_validate_probe(x, codes, list(classes), make_folds(codes, grouping, folds, seed), "logistic", seed)
+    majority = np.bincount(codes).max() / len(codes)
+    return {"accuracy": report["pooled"]["accuracy"], "chance": float(majority), "classes": int(len(classes)),
+            "rows": int(len(y)), "dropped_rows": int((~kept).sum()), "folds": folds}
 
 
 def identity_leakage(vectors: np.ndarray, identities: np.ndarray, expressions: np.ndarray | None = None,

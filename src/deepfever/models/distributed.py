@@ -1,6 +1,7 @@
 """One entry point for 1..N processes: rank and world size come from the environment.
 
-``torchrun --nproc-per-node N -m deepfever train ...`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``
+Training and extraction runs share it, so it sits beside ``models.device`` below both.
+``torchrun --nproc-per-node N -m deepfever train ...`` (or ``extract``) sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``
 and the rendezvous address; without them the run is a single process and nothing is initialised.
 Backends: NCCL on CUDA, gloo on CPU.
 """
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from deepfever.models.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -57,11 +60,7 @@ def init_distributed(device_name: str) -> DistributedContext:
     """Join the process group the environment describes (if any) and pick this process's device."""
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
-    if device_name == "auto":
-        device_name = "cuda" if torch.cuda.is_available() else "cpu"
-    if device_name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device_name!r} was requested but CUDA is not available; use device=cpu or auto")
-    device = torch.device(device_name)
+    device = resolve_device(device_name)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank if world_size > 1 else torch.cuda.current_device())
     if device.type == "cuda":
