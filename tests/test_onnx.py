@@ -104,7 +104,7 @@ def test_class_prior_matches_torch(tmp_path: Path) -> None:
     """Probabilities under the training or a uniform prior, as predict_arrays gives them for torch."""
     import torch
 
-    from deepfever.evaluation.predict import predict_arrays
+    from deepfever.models.predict import predict_arrays
     from deepfever.faces.template import load_default_template
     from deepfever.models import create_model, save_model
 

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from deepfever.errors import HeadUnavailableError, ImageReadError
-from deepfever.evaluation.predict import predict_arrays
+from deepfever.models.predict import predict_arrays
 from deepfever.faces.detect import DEFAULT_DETECTOR
 from deepfever.io.images import IMAGE_SUFFIXES, as_rgb_uint8, load_image
 from deepfever.io.inputs import VIDEO_SUFFIXES, expand_inputs

@@ -10,15 +10,14 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from deepfever.defaults import DETECTOR as DEFAULT_DETECTOR
 from deepfever.faces.types import Face
 from deepfever.io.images import as_rgb_uint8
 
 if TYPE_CHECKING:
     from deepfever.faces.align import AlignmentTemplate
 
-# Chosen by measurement on ../shared/data/photos (benchmarks/photos_end_to_end.py): YuNet finds every
-# face MTCNN finds there and runs several times faster; see README "Face detection and alignment".
-DEFAULT_DETECTOR = "yunet"
+__all__ = ["DEFAULT_DETECTOR", "Detector", "PassThroughDetector", "create_detector", "list_detectors", "sort_faces"]
 
 
 def sort_faces(faces: list[Face]) -> list[Face]:
