@@ -77,7 +77,7 @@ def export_onnx(extractor: Extractor, path: str | os.PathLike, calibration: np.n
         >>> export_onnx(Extractor(), "model.onnx")  # doctest: +SKIP
     """
     onnx, _ = require_onnx("export_onnx")
-    extractor._check_loaded()
+    extractor.ensure_loaded()
     if not isinstance(extractor.model_, nn.Module):
         raise ValueError(f"export_onnx: needs a torch-backed Extractor, got a {type(extractor.model_).__name__} model; "
                          "use Extractor(backend='torch')")
