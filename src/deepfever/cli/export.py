@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from deepfever import defaults
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     export = subparsers.add_parser("export", help="write a model in another format (ONNX)")
@@ -14,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="statically quantise to int8 (QDQ), calibrated on --calibration faces: the fast CPU path")
     onnx.add_argument("--calibration", nargs="+", metavar="IMAGES",
                       help="photos of faces (files, folders, globs) to measure activation ranges on; needed with --int8")
-    onnx.add_argument("--calibration-detector", default="yunet", choices=("yunet", "mtcnn", "none"),
+    onnx.add_argument("--calibration-detector", default=defaults.DETECTOR, choices=("yunet", "mtcnn", "none"),
                       help="detector for --calibration images ('none' for folders of aligned crops)")
     onnx.add_argument("--calibration-count", type=int, default=512, help="faces used for calibration (default 512)")
     onnx.add_argument("--overwrite", action="store_true", help="replace an existing output file")

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from deepfever import defaults
 from deepfever.errors import ImageReadError
 
 # Decompression-bomb guard: 80 megapixels covers every camera we know of (a 4352x2903 photo is
 # 12.6 MP) while refusing crafted files that would expand to gigabytes.
-MAX_IMAGE_PIXELS = 80_000_000
+MAX_IMAGE_PIXELS = defaults.MAX_IMAGE_PIXELS
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm"})
 

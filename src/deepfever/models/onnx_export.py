@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepfever import defaults
 from deepfever._version import __version__
 from deepfever.io.atomic import atomic_write
 from deepfever.models.preprocess import crops_to_tensor
@@ -155,7 +156,7 @@ def _kept_in_fp32(graph: Any) -> list[str]:
     return [node.name for node in graph.graph.node if node.op_type == "Gemm" or inputs & set(node.input)]
 
 
-def calibration_crops(inputs: list[str | os.PathLike], template: Any, detector: str = "yunet", limit: int = 512) -> np.ndarray:
+def calibration_crops(inputs: list[str | os.PathLike], template: Any, detector: str = defaults.DETECTOR, limit: int = 512) -> np.ndarray:
     """Aligned face crops from images (files, folders, globs) for int8 calibration: up to ``limit`` faces.
 
     Images are taken in sorted order, one face each (the first found); ``detector="none"`` reads

@@ -4,7 +4,8 @@ Layer 3 (issue 17): built on ``faces`` and ``models``; ``data``, ``video``, ``ap
 ``serve`` use it, never the other way round.
 """
 from deepfever.pipeline.engine import FaceEngine
+from deepfever.pipeline.path import FacePath
 from deepfever.pipeline.report import ExtractionReport
 from deepfever.pipeline.stage import FaceStage
 
-__all__ = ["ExtractionReport", "FaceEngine", "FaceStage"]
+__all__ = ["ExtractionReport", "FaceEngine", "FacePath", "FaceStage"]

@@ -14,10 +14,10 @@ import numpy as np
 
 from deepfever import defaults
 from deepfever.errors import ImageReadError
-from deepfever.faces.align import align_faces
-from deepfever.faces.detect import Detector, PassThroughDetector, create_detector, detect_shrunk
+from deepfever.faces.detect import Detector
 from deepfever.faces.types import Face
 from deepfever.io.images import load_image
+from deepfever.pipeline.path import FacePath
 from deepfever.pipeline.report import ExtractionReport
 from deepfever.pipeline.rows import PendingBatch, face_row, outputs_at, prediction_fields
 from deepfever.pipeline.stage import FaceStage
@@ -25,8 +25,10 @@ from deepfever.pipeline.stage import FaceStage
 Predict = Callable[[np.ndarray], dict[str, np.ndarray]]
 
 
-class FaceEngine:
+class FaceEngine(FacePath):
     """Image -> faces -> aligned crops -> model outputs -> rows, for one loaded model.
+
+    The face half (detectors, ``find_faces``, ``align``, ``locate``) is ``FacePath``'s.
 
     Args:
         stage: the model's face stage (``FaceStage.of(model.config)``); its detector is the default one.
@@ -48,48 +50,12 @@ class FaceEngine:
                  has_valence_arousal: bool = False, batch_size: int = defaults.BATCH_SIZE, device: str = "cpu", detector_options: dict[str, Any] | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"FaceEngine: batch_size must be at least 1, got {batch_size}")
-        self.stage = stage
+        super().__init__(stage, device=device, detector_options=detector_options)
         self.predict = predict
         self.class_names = list(class_names)
         self.fingerprint = dict(fingerprint)
         self.has_valence_arousal = has_valence_arousal
         self.batch_size = batch_size
-        self.device = device
-        self.detector_options = dict(detector_options or {})
-        self._detectors: dict[str, Detector] = {}
-
-    # -- faces and crops --------------------------------------------------------------------
-    def detector(self, name: str | Detector | None = None) -> Detector:
-        """The (cached) detector called ``name`` (default: the stage's); a ``Detector`` is returned as it is.
-
-        ``detector_options`` go to the stage's own detector only; ``none`` frames whole images with the
-        stage's template.
-        """
-        if isinstance(name, Detector):
-            return name
-        name = name or self.stage.detector
-        if name not in self._detectors:
-            if name == "none":
-                self._detectors[name] = PassThroughDetector(self.stage.template)
-            else:
-                options = self.detector_options if name == self.stage.detector else {}
-                self._detectors[name] = create_detector(name, device=self.device, **options)
-        return self._detectors[name]
-
-    def find_faces(self, images: Sequence[np.ndarray], detector: str | Detector | None = None,
-                   max_side: int | None = None) -> list[list[Face]]:
-        """The faces of each image (one ``detect_batch``), found on copies shrunk to ``max_side`` when given."""
-        return detect_shrunk(self.detector(detector), images, max_side)
-
-    def align(self, image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
-        """(N, S, S, 3) uint8 crops of ``faces`` on the stage's template (N may be 0)."""
-        return align_faces(image, faces, self.stage.template)
-
-    def locate(self, image: np.ndarray, detector: str | Detector | None = None,
-               max_side: int | None = None) -> tuple[list[Face], np.ndarray]:
-        """Faces of one decoded RGB image and their aligned crops: everything before the model."""
-        (faces,) = self.find_faces([image], detector, max_side)
-        return faces, self.align(image, faces)
 
     # -- rows -------------------------------------------------------------------------------
     def row(self, name: str, index: int, face: Face, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
