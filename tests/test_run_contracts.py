@@ -286,6 +286,7 @@ def test_rows_stream_in_batches_and_outputs_record_their_settings(tiny_model_fil
     metadata = read_table(tmp_path / "out.parquet").attrs["metadata"]
     assert metadata["fps"] == 5 and metadata["smooth"] == 0.5 and metadata["detector"] == "none"
     assert metadata["model_id"] == extractor.fingerprint_["model_id"]
+    assert metadata["face_stage"] == extractor.stage_.to_dict()
     ExtractionRun(extractor, tmp_path / "table.csv", fps=5).run([video])
     assert json.loads(metadata_path_for(tmp_path / "table.csv").read_text())["fps"] == 5
 

@@ -26,7 +26,9 @@ from deepfever.io.images import IMAGE_SUFFIXES, as_rgb_uint8
 from deepfever.io.inputs import VIDEO_SUFFIXES, expand_inputs
 from deepfever.models import load_model
 from deepfever.models.checkpoint import resolve_weights
+from deepfever.models.config import OUTPUT_PRIORS
 from deepfever.models.fuse import fuse_batchnorm
+from deepfever.models.onnx_runtime import BACKENDS
 from deepfever.models.predict import predict_arrays
 from deepfever.models.prior import prior_offset
 from deepfever.pipeline import ExtractionReport, FaceEngine, FaceStage
@@ -35,8 +37,6 @@ from deepfever.pipeline.rows import row_columns
 __all__ = ["ExtractionReport", "ExtractionStream", "Extractor", "resolve_device"]
 
 logger = logging.getLogger(__name__)
-BACKENDS = ("torch", "onnxruntime")
-PRIORS = ("train", "uniform")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -161,8 +161,8 @@ class Extractor:
             problems.append(f"batch_size must be an integer of at least 1, got {self.batch_size!r}")
         if not isinstance(self.flip_tta, bool):
             problems.append(f"flip_tta must be True or False, got {self.flip_tta!r}")
-        if self.prior is not None and self.prior not in PRIORS:
-            problems.append(f"prior must be one of {', '.join(PRIORS)} or None (the model's), got {self.prior!r}")
+        if self.prior is not None and self.prior not in OUTPUT_PRIORS:
+            problems.append(f"prior must be one of {', '.join(OUTPUT_PRIORS)} or None (the model's), got {self.prior!r}")
         if self.backend not in BACKENDS:
             problems.append(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if problems:

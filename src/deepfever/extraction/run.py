@@ -271,7 +271,8 @@ class ExtractionRun:
 
     def metadata(self, inputs: int) -> dict[str, Any]:
         """What the output records about how it was made (Parquet metadata or ``OUT.meta.json``)."""
-        return {"deepfever_version": __version__, **self._identity(), "batch_size": self.extractor.batch_size, "inputs": inputs}
+        return {"deepfever_version": __version__, **self._identity(), "face_stage": self.extractor.stage_.to_dict(),
+                "batch_size": self.extractor.batch_size, "inputs": inputs}
 
 
 

@@ -125,7 +125,7 @@ def shrink(image: np.ndarray, side: int | None) -> tuple[np.ndarray, tuple[float
     return small, (small.shape[1] / image.shape[1], small.shape[0] / image.shape[0])
 
 
-def detect_shrunk(detector: Detector, images: Sequence[np.ndarray], side: int | None) -> list[list[Face]]:
+def detect_shrunk(detector: Detector | Any, images: Sequence[np.ndarray], side: int | None) -> list[list[Face]]:
     """Faces of each image found on a copy shrunk to ``side`` (detection cost grows with pixels), in the
     original images' pixels; one ``detect_batch`` call, so detectors that share work across images do.
 
@@ -134,6 +134,9 @@ def detect_shrunk(detector: Detector, images: Sequence[np.ndarray], side: int | 
         [1]
     """
     shrunk = [shrink(image, side) for image in images]
-    found = detector.detect_batch([small for small, _ in shrunk]) if len(shrunk) > 1 else [detector.detect(shrunk[0][0])] if shrunk else []
+    small = [image for image, _ in shrunk]
+    # Any object with ``detect`` works (a user's detector need not subclass Detector); one image needs no batch.
+    batch = getattr(detector, "detect_batch", None)
+    found = batch(small) if batch is not None and len(small) > 1 else [detector.detect(image) for image in small]
     return [faces if factor == (1.0, 1.0) else [face_in_original(face, factor) for face in faces]
             for faces, (_, factor) in zip(found, shrunk)]

@@ -40,12 +40,12 @@ class FacePath:
 
     # -- faces and crops --------------------------------------------------------------------
     def detector(self, name: str | Detector | None = None) -> Detector:
-        """The (cached) detector called ``name`` (default: the stage's); a ``Detector`` is returned as it is.
+        """The (cached) detector called ``name`` (default: the stage's); a detector object is returned as it is.
 
         ``detector_options`` go to the stage's own detector only; ``none`` frames whole images with the
         stage's template.
         """
-        if isinstance(name, Detector):
+        if name is not None and not isinstance(name, str):
             return name
         name = name or self.stage.detector
         if name not in self._detectors:
