@@ -161,7 +161,7 @@ def embed_labelled(
             failures.append({"path": str(source), "reason": "no such file"})
     table = extractor.extract(present, detector=detector, progress=progress) if present else pd.DataFrame()
     failures += table.attrs["failures"] if present else []
-    warn_unless_crops(table, detector or extractor.detector, extractor.fingerprint_["crop_size"])
+    warn_unless_crops(table, detector or extractor.stage_.detector, extractor.fingerprint_["crop_size"])
     vectors = _largest_face_vectors(table)
     usable = [i for i, key in enumerate(keys) if key in vectors]
     if not usable:
