@@ -90,16 +90,15 @@ class FaceEngine(FacePath):
         pending = PendingBatch()
         with ThreadPoolExecutor(max_workers=2) as decoder:
             for group in _groups(_prefetch(decoder, items, defaults.DECODE_AHEAD), defaults.DECODE_AHEAD):
-                decoded = []
-                for name, image in group:
+                found = iter(self.find_faces([image for _, image in group if not isinstance(image, Exception)], finder))
+                for name, image in group:  # in input order, so failures are listed as the inputs came
                     report.images += 1
                     if progress:
                         progress(1)
                     if isinstance(image, Exception):
                         report.failures.append({"path": name, "reason": str(image)})
-                    else:
-                        decoded.append((name, image))
-                for (name, image), faces in zip(decoded, self.find_faces([image for _, image in decoded], finder)):
+                        continue
+                    faces = next(found)
                     if not faces:
                         report.failures.append({"path": name, "reason": "no face detected"})
                         continue
