@@ -11,7 +11,7 @@ import os
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Iterator, Union
+from typing import Any, Iterable, Iterator, Protocol, Union
 
 import cv2
 import numpy as np
@@ -25,8 +25,13 @@ from deepfever.pipeline.rows import SMOOTH_SUFFIX, VIDEO_KEYS, PendingBatch, out
 from deepfever.video.decode import DecodeStats, Frame, decode_shortfall, iter_frames, probe_video
 from deepfever.video.tracking import CONFIRMED, DELETED, TENTATIVE, FaceTracker, Track, appearance_descriptor, follow_faces
 
-Source = Union[FaceEngine, Any]
-"""A ``FaceEngine``, or what has one once loaded (``Extractor``: ``ensure_loaded().engine_``)."""
+class HasEngine(Protocol):
+    """What has a ``FaceEngine`` once loaded: ``Extractor`` (``ensure_loaded().engine_``)."""
+
+    def ensure_loaded(self) -> Any: ...
+
+
+Source = Union[FaceEngine, HasEngine]
 
 logger = logging.getLogger(__name__)
 
