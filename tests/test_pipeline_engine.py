@@ -78,6 +78,31 @@ def test_one_call_per_image_gives_the_rows_extract_gives(tiny_model_file, tmp_pa
                 np.testing.assert_allclose(value, expected[key], atol=1e-6, err_msg=key)
 
 
+class _FacesUnlessBlack(Detector):
+    """The whole image is a face unless it is all black (a photo without a face)."""
+
+    name = "stub"
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        return PassThroughDetector(load_default_template()).detect(image) if image.any() else []
+
+
+def test_failures_keep_input_order_while_images_are_detected_in_groups(tiny_model_file, tmp_path):
+    from deepfever.pipeline import ExtractionReport
+
+    (tmp_path / "broken.png").write_bytes(b"")
+    rng = np.random.default_rng(5)
+    black, face = np.zeros((48, 48, 3), np.uint8), rng.integers(1, 256, (48, 48, 3), dtype=np.uint8)
+    items = [("black0", black), ("broken0", tmp_path / "broken.png"), ("face0", face), ("black1", black),
+             ("face1", face), ("broken1", tmp_path / "broken.png")]
+    engine = Extractor(model=tiny_model_file, device="cpu").load().engine_
+    report = ExtractionReport()
+    rows = list(engine.iter_image_rows(items, report, detector=_FacesUnlessBlack()))
+    assert [row["path"] for row in rows] == ["face0", "face1"]
+    assert [failure["path"] for failure in report.failures] == ["black0", "broken0", "black1", "broken1"]
+    assert (report.images, report.images_with_faces, report.faces) == (6, 2, 2)
+
+
 def test_ready_crop_path_is_one_numeric_convention(tmp_path):
     """A template-sized crop comes back unchanged; a bigger one is warped like a detected face; caches
     and inference convert it to grey alike."""
