@@ -14,7 +14,7 @@ import numpy as np
 
 from _common import SHARED, result_name, save_result
 from deepfever.data.arrays import load_crop_array
-from deepfever.evaluation.predict import predict_arrays
+from deepfever.models.predict import predict_arrays
 from deepfever.evaluation.triplets import ferplus_vote_triplets, triplet_accuracy
 from deepfever.models import DEFAULT_MODEL, load_model
 from deepfever.training.state import load_checkpoint_model

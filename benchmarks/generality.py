@@ -33,7 +33,7 @@ from _common import SHARED, save_result
 from deepfever.data.arrays import load_crop_array
 from deepfever.data.splits import load_split
 from deepfever.evaluation.ferplus import evaluate_ferplus
-from deepfever.evaluation.predict import predict_arrays
+from deepfever.models.predict import predict_arrays
 from deepfever.evaluation.probe import evaluate_probe
 from deepfever.evaluation.transfer import ckplus_zero_shot
 from deepfever.evaluation.triplets import ferplus_vote_triplets, triplet_accuracy

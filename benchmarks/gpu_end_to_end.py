@@ -15,6 +15,7 @@ import torch
 from _common import SHARED, result_name, save_result
 from deepfever import Extractor
 from deepfever.models import DEFAULT_MODEL
+from deepfever.pipeline import ExtractionReport
 
 PHOTOS = SHARED / "data" / "photos"
 CLIP = SHARED / "data" / "video" / "WolfgangLanger_Pexels.mp4"
@@ -24,10 +25,9 @@ def measure(extractor: Extractor, repeats: int) -> dict:
     extractor.extract([PHOTOS])  # warm-up: weights, first calls, CUDA context
     photos, frames = [], []
     for _ in range(repeats):
-        extractor.extract([PHOTOS])
-        photos.append(extractor.report_.images_per_second)
-        extractor.extract([CLIP])
-        frames.append(extractor.report_.videos[0]["frames"] / extractor.report_.seconds)
+        photos.append(ExtractionReport.of_table(extractor.extract([PHOTOS])).images_per_second)
+        report = ExtractionReport.of_table(extractor.extract([CLIP]))
+        frames.append(report.videos[0]["frames"] / report.seconds)
     detector = extractor.detector_for()
     return {"device": str(extractor.device_), "detector": detector.name, "detector_engine": getattr(detector, "engine", "torch"),
             "photos_images_per_second": round(max(photos), 2), "video_frames_per_second": round(max(frames), 1)}

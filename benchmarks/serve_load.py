@@ -31,6 +31,7 @@ from PIL import Image
 from _common import SHARED, result_name, save_result
 from deepfever import Extractor
 from deepfever.models import DEFAULT_MODEL
+from deepfever.pipeline import ExtractionReport
 
 MAX_UPLOAD_MB = 5
 HOSTILE_KINDS = ("truncated", "too_many_bytes", "too_many_pixels", "not_an_image")
@@ -112,8 +113,7 @@ def offline_rate(extractor: Extractor, photo: Path, copies: int) -> tuple[dict, 
             raise SystemExit(f"serve_load: {photo} must hold exactly one face for {extractor.detector}, found {len(table) // 4 or len(table)}")
         runs = []
         for _ in range(2):
-            extractor.extract(paths)
-            runs.append(extractor.report_.images_per_second)
+            runs.append(ExtractionReport.of_table(extractor.extract(paths)).images_per_second)
     return {"images": copies, "runs_images_per_second": runs, "images_per_second": max(runs)}, np.asarray(table["embedding"].iloc[0])
 
 

@@ -7,6 +7,7 @@ from PIL import Image
 from deepfever import Extractor
 from deepfever.cli import main
 from deepfever.io.tables import read_table
+from deepfever.pipeline import ExtractionReport
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def test_extract_rows_and_failures(tiny_model_file, crop_folder):
     reasons = {f["path"].rsplit("/", 1)[-1]: f["reason"] for f in table.attrs["failures"]}
     assert set(reasons) == {"broken.jpg", "empty.png"}
     assert "empty file" in reasons["empty.png"] and "corrupt or truncated" in reasons["broken.jpg"]
-    assert extractor.report_.images == 6 and extractor.report_.faces == 4
+    assert table.attrs["report"]["images"] == 6 and table.attrs["report"]["faces"] == 4
 
 
 def test_batching_does_not_change_results(tiny_model_file, crop_folder):
@@ -112,6 +113,6 @@ def test_videos_and_images_share_one_table(tiny_model_file, crop_folder, tmp_pat
     assert video_rows["path"].str.endswith("clip.avi").all() and video_rows["track"].nunique() == 1
     assert video_rows["time_s"].is_monotonic_increasing and video_rows["time_s"].max() < 1.2
     reasons = {f["path"].rsplit("/", 1)[-1]: f["reason"] for f in table.attrs["failures"]}
-    assert "fake.mp4" in reasons and extractor.report_.videos[0]["frames"] == len(video_rows)
-    summary = extractor.report_.summary()
+    assert "fake.mp4" in reasons and table.attrs["report"]["videos"][0]["frames"] == len(video_rows)
+    summary = ExtractionReport.of_table(table).summary()
     assert "6 images, 2 videos (6 frames), 10 faces, 3 failures" in summary and "images/s" in summary and "frames/s" in summary

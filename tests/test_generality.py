@@ -14,7 +14,7 @@ from deepfever.data.sampling import MixingSampler
 from deepfever.data.arrays import load_crop_array
 from deepfever.data.formats import Sample
 from deepfever.labels import EMOTIONS
-from deepfever.evaluation.predict import predict_arrays
+from deepfever.models.predict import predict_arrays
 from deepfever.evaluation.transfer import CKPLUS_SHARED_CLASSES, zero_shot_summary
 from deepfever.models import ModelConfig, load_model
 from deepfever.models.prior import prior_offset

@@ -11,7 +11,6 @@ pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip ins
 
 from deepfever import Extractor  # noqa: E402
 from deepfever.cli import main  # noqa: E402
-from deepfever.faces.crops import sample_face_crops  # noqa: E402
 from deepfever.models.onnx_export import export_onnx  # noqa: E402
 from deepfever.models.onnx_runtime import OnnxModel  # noqa: E402
 
@@ -88,7 +87,7 @@ def test_bad_inputs_get_one_line_errors(extractor: Extractor, tmp_path: Path) ->
     with pytest.raises(ValueError, match="calibration must be non-empty uint8"):
         export_onnx(extractor.model_, extractor.fingerprint_, tmp_path / "x.onnx", calibration=np.zeros((4, 48, 48), np.float32))
     with pytest.raises(ValueError, match="no face found"):
-        sample_face_crops([tmp_path], extractor.template_, "none")
+        extractor.ensure_loaded().engine_.sample_crops([tmp_path], "none")
 
 
 def test_cli_export_and_its_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -105,7 +104,7 @@ def test_class_prior_matches_torch(tmp_path: Path) -> None:
     """Probabilities under the training or a uniform prior, as predict_arrays gives them for torch."""
     import torch
 
-    from deepfever.evaluation.predict import predict_arrays
+    from deepfever.models.predict import predict_arrays
     from deepfever.faces.template import load_default_template
     from deepfever.models import create_model, save_model
 

@@ -149,7 +149,7 @@ def test_truncated_video_is_listed_with_frames_read_and_declared(tiny_model_file
     table = extractor.extract([video])
     reasons = [failure["reason"] for failure in table.attrs["failures"]]
     assert len(table) and any("of the 40 frames the container declares" in reason for reason in reasons), reasons
-    decoded = extractor.report_.videos[0]["frames_decoded"]
+    decoded = table.attrs["report"]["videos"][0]["frames_decoded"]
     assert 0 < decoded < 40 and f"read {decoded} of the 40" in reasons[0]
 
 
@@ -287,6 +287,7 @@ def test_rows_stream_in_batches_and_outputs_record_their_settings(tiny_model_fil
     metadata = read_table(tmp_path / "out.parquet").attrs["metadata"]
     assert metadata["fps"] == 5 and metadata["smooth"] == 0.5 and metadata["detector"] == "none"
     assert metadata["model_id"] == extractor.fingerprint_["model_id"]
+    assert metadata["face_stage"] == extractor.stage_.to_dict()
     ExtractionRun(extractor, tmp_path / "table.csv", fps=5).run([video])
     assert json.loads(metadata_path_for(tmp_path / "table.csv").read_text())["fps"] == 5
 

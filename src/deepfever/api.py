@@ -1,63 +1,42 @@
-"""The user-facing extractor: images (or aligned crops) in, expression vectors and emotions out."""
+"""The user-facing extractor: images (or aligned crops) in, expression vectors and emotions out.
+
+A thin facade in scikit-learn's manner: the constructor stores and checks settings, ``load()`` sets
+the trailing-underscore state (model, face stage, ``engine_``), and every call returns its own
+results and report. The work itself is ``deepfever.pipeline.FaceEngine`` (images) and
+``deepfever.video`` (frames, on the same engine).
+"""
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
 import torch
 
-from deepfever.errors import HeadUnavailableError, ImageReadError
-from deepfever.evaluation.predict import predict_arrays
-from deepfever.faces.detect import DEFAULT_DETECTOR
-from deepfever.io.images import IMAGE_SUFFIXES, as_rgb_uint8, load_image
+from deepfever import defaults
+from deepfever.errors import HeadUnavailableError
+from deepfever.io.images import IMAGE_SUFFIXES, as_rgb_uint8
 from deepfever.io.inputs import VIDEO_SUFFIXES, expand_inputs
-from deepfever.models import DEFAULT_MODEL, load_model
+from deepfever.models import load_model
 from deepfever.models.checkpoint import resolve_weights
+from deepfever.models.config import OUTPUT_PRIORS
 from deepfever.models.fuse import fuse_batchnorm
+from deepfever.models.onnx_runtime import BACKENDS
+from deepfever.models.predict import predict_arrays
 from deepfever.models.prior import prior_offset
+from deepfever.pipeline import ExtractionReport, FaceEngine, FaceStage
+from deepfever.pipeline.rows import row_columns
+
+__all__ = ["ExtractionReport", "ExtractionStream", "Extractor", "resolve_device"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class ExtractionReport:
-    """What an ``extract`` call did: counts, failures (path, reason) and throughput."""
-
-    images: int = 0
-    images_with_faces: int = 0
-    faces: int = 0
-    videos: list[dict[str, Any]] = field(default_factory=list)
-    failures: list[dict[str, str]] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def images_per_second(self) -> float:
-        return self.images / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def processed(self) -> int:
-        """Inputs that gave at least one face (images, or videos with a face track)."""
-        return self.images_with_faces + sum(1 for video in self.videos if video["faces"])
-
-    def summary(self) -> str:
-        """One line: counts, failures, time, and the rate of what was processed (images and/or frames)."""
-        parts = [f"{self.images} images"]
-        rates = [f"{self.images_per_second:.2f} images/s"] if self.images or not self.videos else []
-        if self.videos:
-            frames = sum(video["frames"] for video in self.videos)
-            parts.append(f"{len(self.videos)} videos ({frames} frames)")
-            rates.append(f"{frames / self.seconds if self.seconds > 0 else 0.0:.1f} frames/s")
-        parts += [f"{self.faces} faces", f"{len(self.failures)} failures", f"{self.seconds:.1f} s ({', '.join(rates)})"]
-        return ", ".join(parts)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -69,18 +48,36 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+class ExtractionStream(Iterator[dict[str, Any]]):
+    """The rows of one ``Extractor.iter_extract`` call, and that call's own ``report`` (final once exhausted)."""
+
+    def __init__(self, rows: Callable[[ExtractionReport], Iterator[dict[str, Any]]]) -> None:
+        self.report = ExtractionReport()
+        self._rows = rows(self.report)
+
+    def __next__(self) -> dict[str, Any]:
+        return next(self._rows)
+
+    def close(self) -> None:
+        """Stop early (closes decoders and video readers)."""
+        self._rows.close()
+
+
 class Extractor:
     """Turn faces into expression vectors and emotion probabilities.
 
-    The constructor only stores settings; ``load()`` (called on first use) reads the model and sets
-    ``model_``, ``template_`` and ``fingerprint_``.
+    The constructor stores and checks settings (``get_params``/``set_params`` as in scikit-learn);
+    ``load()`` (called on first use) reads the model and sets ``model_``, ``stage_`` (its face stage),
+    ``engine_`` (the ``FaceEngine`` other packages use), ``template_``, ``class_names_``, ``heads_``,
+    ``prior_`` and ``fingerprint_``. Every call returns its own results and report.
 
     Args:
         model: packaged model name (``arch.tag``), path to a ``.safetensors`` model file, or (backend
             ``onnxruntime``) a ``.onnx`` file from ``deepfever export onnx``.
-        device: ``cpu``, ``cuda`` or ``auto``.
-        detector: default face detector for ``extract``: ``yunet`` (default), ``mtcnn`` or ``none``; it runs
-            on ``device`` where it can.
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
+        detector: face detector for ``extract``: ``yunet``, ``mtcnn`` or ``none`` (each image is one face
+            crop); None: the detector the model file records (``deepfever.defaults.DETECTOR`` for the
+            packaged models). It runs on ``device`` where it can.
         detector_options: keyword arguments for the detector (e.g. ``{"model_path": ...}`` for YuNet).
         batch_size: faces per model batch; faces from several images share a batch.
         flip_tta: average each face with its mirror image (2x slower, slightly more accurate).
@@ -89,21 +86,27 @@ class Extractor:
             None: the model's recorded ``output_prior``. See ``deepfever.models.prior``.
         backend: ``torch`` or ``onnxruntime`` (the ``onnx`` extra; with an int8 export, the fast CPU path).
 
+    Raises:
+        ValueError: at construction, for a setting outside the choices above (e.g. ``batch_size=0``).
+
     Example:
         >>> from deepfever import Extractor
+        >>> Extractor(batch_size=32).get_params()["batch_size"]
+        32
         >>> table = Extractor().extract(["photos/"])  # doctest: +SKIP
         >>> table[["path", "face", "emotion", "p_happy"]].head()  # doctest: +SKIP
+        >>> table.attrs["report"]["faces"]  # doctest: +SKIP
     """
 
     def __init__(
         self,
-        model: str | os.PathLike = DEFAULT_MODEL,
-        device: str = "cpu",
-        detector: str = DEFAULT_DETECTOR,
+        model: str | os.PathLike = defaults.MODEL,
+        device: str = defaults.DEVICE,
+        detector: str | None = None,
         detector_options: dict[str, Any] | None = None,
-        batch_size: int = 64,
-        flip_tta: bool = False,
-        prior: str | None = None,
+        batch_size: int = defaults.BATCH_SIZE,
+        flip_tta: bool = defaults.FLIP_TTA,
+        prior: str | None = defaults.OUTPUT_PRIOR,
         backend: str = "torch",
     ) -> None:
         self.model = model
@@ -114,61 +117,100 @@ class Extractor:
         self.flip_tta = flip_tta
         self.prior = prior
         self.backend = backend
+        self._validate()
+
+    # -- parameters ------------------------------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's settings, as scikit-learn's ``get_params`` (``deep`` is accepted for compatibility)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> "Extractor":
+        """Change settings (checked as in the constructor); a loaded model is dropped and reloaded on next use."""
+        unknown = sorted(set(params) - set(self._param_names()))
+        if unknown:
+            raise ValueError(f"Extractor.set_params: unknown parameters {unknown}; valid: {self._param_names()}")
+        previous = self.get_params()
+        for name, value in params.items():
+            setattr(self, name, value)
+        try:
+            self._validate()
+        except ValueError:
+            for name, value in previous.items():
+                setattr(self, name, value)
+            raise
+        for name in [name for name in vars(self) if name.endswith("_") and not name.startswith("_")]:
+            delattr(self, name)
+        return self
+
+    def _validate(self) -> None:
+        """Every setting is checked here, before any model is read, so a wrong one fails where it was written."""
+        problems = []
+        if not isinstance(self.model, (str, os.PathLike)) or not str(self.model):
+            problems.append(f"model must be a packaged model name or a file path, got {self.model!r}")
+        if not isinstance(self.device, str) or not (self.device in ("auto", "cpu", "mps") or self.device.split(":")[0] == "cuda"):
+            problems.append(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        if self.detector is not None and self.detector not in defaults.DETECTORS:
+            problems.append(f"detector must be one of {', '.join(defaults.DETECTORS)} (or None: the model's), got {self.detector!r}")
+        if self.detector_options is not None and not isinstance(self.detector_options, dict):
+            problems.append(f"detector_options must be a dict of detector keyword arguments or None, got {self.detector_options!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            problems.append(f"batch_size must be an integer of at least 1, got {self.batch_size!r}")
+        if not isinstance(self.flip_tta, bool):
+            problems.append(f"flip_tta must be True or False, got {self.flip_tta!r}")
+        if self.prior is not None and self.prior not in OUTPUT_PRIORS:
+            problems.append(f"prior must be one of {', '.join(OUTPUT_PRIORS)} or None (the model's), got {self.prior!r}")
+        if self.backend not in BACKENDS:
+            problems.append(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if problems:
+            raise ValueError("Extractor: " + "; ".join(problems))
 
     # -- loading -------------------------------------------------------------------------
     def load(self) -> "Extractor":
-        """Load the model and its preprocessing; returns ``self``."""
-        from deepfever.models.onnx_runtime import BACKENDS, load_onnx_backend
+        """Load the model, its face stage and the engine; returns ``self``."""
+        from deepfever.models.onnx_runtime import load_onnx_backend
 
-        if self.backend not in BACKENDS:
-            raise ValueError(f"Extractor: backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         self.device_ = resolve_device(self.device)
         if self.backend == "onnxruntime":
             self.model_ = load_onnx_backend(self.model, self.device_)
-            return self._set_model_state(self.model_.fingerprint)
-        weights = resolve_weights(self.model)
-        # BatchNorm folded into the convolutions: same outputs, faster CPU inference.
-        self.model_ = fuse_batchnorm(load_model(weights, self.device_)).to(memory_format=torch.channels_last)
-        return self._set_model_state({
-            "model_id": f"{Path(weights).stem}@{_sha256(weights)[:12]}",
-            "template_id": hashlib.sha256(json.dumps(self.model_.config.template, sort_keys=True).encode()).hexdigest()[:12],
-            "crop_size": self.model_.config.input_size,
-        })
-
-    def _set_model_state(self, fingerprint: dict[str, Any]) -> "Extractor":
-        """Template, classes, heads and fingerprint from the loaded model's config (either backend)."""
-        from deepfever.faces.align import AlignmentTemplate
-
+            fingerprint = dict(self.model_.fingerprint)
+        else:
+            weights = resolve_weights(self.model)
+            # BatchNorm folded into the convolutions: same outputs, faster CPU inference.
+            self.model_ = fuse_batchnorm(load_model(weights, self.device_)).to(memory_format=torch.channels_last)
+            fingerprint = {
+                "model_id": f"{Path(weights).stem}@{_sha256(weights)[:12]}",
+                "template_id": hashlib.sha256(json.dumps(self.model_.config.template, sort_keys=True).encode()).hexdigest()[:12],
+                "crop_size": self.model_.config.input_size,
+            }
         config = self.model_.config
-        if config.template is None:
-            raise ValueError(f"Extractor.load: {self.model} has no alignment template in its metadata; it cannot align faces")
-        self.template_ = AlignmentTemplate.from_dict(config.template)
-        if self.template_.size != config.input_size:
-            raise ValueError(f"Extractor.load: template size {self.template_.size} != model input size {config.input_size}")
+        try:
+            self.stage_ = FaceStage.of(config, self.detector)
+        except ValueError as error:
+            raise ValueError(f"Extractor.load: {self.model}: {error}") from error
+        self.template_ = self.stage_.template
         self.prior_ = self.prior or config.output_prior
         prior_offset(config, self.prior_)  # a prior the model cannot give is refused now, not at the first face
         self.class_names_ = list(config.class_names)
         self.heads_ = tuple(config.trained_heads)
         self.fingerprint_ = fingerprint
-        self._detectors: dict[str, Any] = {}
+        self.engine_ = FaceEngine(self.stage_, self.predict, self.class_names_, fingerprint,
+                                  has_valence_arousal="valence_arousal" in self.heads_, batch_size=self.batch_size,
+                                  device=str(self.device_), detector_options=self.detector_options)
         return self
 
-    def _check_loaded(self) -> None:
-        if not hasattr(self, "model_"):
+    def ensure_loaded(self) -> "Extractor":
+        """``self``, loaded first if no call has loaded it yet (what other packages call before ``engine_``)."""
+        if not hasattr(self, "engine_"):
             self.load()
+        return self
 
     def detector_for(self, name: str | None = None):
-        """The (cached) detector called ``name``, built with ``detector_options``."""
-        from deepfever.faces.detect import create_detector
-
-        self._check_loaded()
-        name = name or self.detector
-        if name not in self._detectors:
-            options = dict(self.detector_options or {}) if name == self.detector else {}
-            if name == "none":
-                options.setdefault("template", self.template_)
-            self._detectors[name] = create_detector(name, device=str(self.device_), **options)
-        return self._detectors[name]
+        """The (cached) detector called ``name`` (default: this extractor's), built with ``detector_options``."""
+        return self.ensure_loaded().engine_.detector(name)
 
     # -- crops ---------------------------------------------------------------------------
     def embed(self, crops: np.ndarray) -> np.ndarray:
@@ -177,7 +219,7 @@ class Extractor:
 
     def predict(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         """``embedding``, ``probabilities`` and (when trained) ``valence_arousal`` for aligned crops."""
-        self._check_loaded()
+        self.ensure_loaded()
         crops = np.asarray(crops)
         if len(crops) == 0:
             return {"embedding": np.zeros((0, self.model_.config.embedding_dim), np.float32),
@@ -192,7 +234,7 @@ class Extractor:
 
     def valence_arousal(self, crops: np.ndarray) -> np.ndarray:
         """(N, 2) valence and arousal; raises ``HeadUnavailableError`` if the model never learnt them."""
-        self._check_loaded()
+        self.ensure_loaded()
         if "valence_arousal" not in self.heads_:
             raise HeadUnavailableError(
                 f"valence_arousal: model {self.fingerprint_['model_id']} was trained without valence/arousal labels "
@@ -215,30 +257,25 @@ class Extractor:
         videos at that rate (``None``: every frame) and ``smoothing`` adds per-track moving averages
         (``p_*_smooth``, ``emotion_smooth``) beside the raw values. Unreadable files, images without
         a face and partly read videos do not stop the run: they are listed in
-        ``table.attrs["failures"]`` (path, reason) and in ``self.report_``. For collections too large
-        to hold in memory, use ``deepfever.extraction.ExtractionRun``, which streams rows to a file.
+        ``table.attrs["failures"]`` (path, reason); ``table.attrs["report"]`` holds this call's
+        report (``ExtractionReport.as_dict()``). For collections too large to hold in memory, use
+        ``deepfever.extraction.ExtractionRun``, which streams rows to a file.
         """
         items = _normalise_inputs(inputs)
-        rows = list(self._iter_items(items, detector, progress, fps, smoothing))
+        stream = ExtractionStream(lambda report: self._iter_items(items, report, detector, progress, fps, smoothing))
+        rows = list(stream)
         video = any(_is_video(source) for _, source in items)
         table = pd.DataFrame(rows, columns=self.columns(video=video, smoothed=bool(smoothing)))
         if video:
             table = table.astype({"frame": "Int64", "track": "Int64"})
-        table.attrs["failures"] = list(self.report_.failures)
+        table.attrs["failures"] = list(stream.report.failures)
+        table.attrs["report"] = stream.report.as_dict()
         return table
 
     def columns(self, video: bool = False, smoothed: bool = False) -> list[str]:
         """The table's columns: video rows add ``frame``, ``time_s``, ``track``; smoothing adds ``*_smooth``."""
-        from deepfever.extraction.rows import SMOOTH_SUFFIX, prediction_columns
-        from deepfever.video.extract import VIDEO_KEYS
-
-        self._check_loaded()
-        has_va = "valence_arousal" in self.heads_
-        columns = ["path", *(VIDEO_KEYS if video else ()), "face", "box_x1", "box_y1", "box_x2", "box_y2", "landmarks",
-                   "score", "embedding", *prediction_columns(self.class_names_, has_va)]
-        if smoothed:
-            columns += prediction_columns(self.class_names_, has_va, SMOOTH_SUFFIX)
-        return columns + list(self.fingerprint_)
+        self.ensure_loaded()
+        return row_columns(self.class_names_, "valence_arousal" in self.heads_, self.fingerprint_, video, smoothed)
 
     def iter_extract(
         self,
@@ -247,76 +284,35 @@ class Extractor:
         progress: Callable[[int], None] | None = None,
         fps: float | None = None,
         smoothing: float = 0.0,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> ExtractionStream:
         """Stream rows as batches complete: images first, then videos, in input order.
 
-        ``self.report_`` is final once the iterator is exhausted. Memory stays bounded whatever the
-        number of images or the length of a video: rows leave as soon as their batch is predicted.
+        The returned stream owns this call's ``report``, final once the stream is exhausted. Memory
+        stays bounded whatever the number of images or the length of a video: rows leave as soon as
+        their batch is predicted.
         """
-        return self._iter_items(_normalise_inputs(inputs), detector, progress, fps, smoothing)
+        items = _normalise_inputs(inputs)
+        return ExtractionStream(lambda report: self._iter_items(items, report, detector, progress, fps, smoothing))
 
-    def _iter_items(self, items: list[tuple[str, Any]], detector: str | None, progress: Callable[[int], None] | None,
-                    fps: float | None, smoothing: float) -> Iterator[dict[str, Any]]:
-        self._check_loaded()
-        self.report_ = report = ExtractionReport()
+    def _iter_items(self, items: list[tuple[str, Any]], report: ExtractionReport, detector: str | None,
+                    progress: Callable[[int], None] | None, fps: float | None, smoothing: float) -> Iterator[dict[str, Any]]:
+        engine = self.ensure_loaded().engine_
         started = time.perf_counter()
-        yield from self._iter_image_rows([item for item in items if not _is_video(item[1])], detector, progress)
+        yield from engine.iter_image_rows([item for item in items if not _is_video(item[1])], report, detector, progress)
         for _, video in (item for item in items if _is_video(item[1])):
-            yield from self._iter_video(video, detector, fps, smoothing)
+            yield from self._iter_video(video, report, detector, fps, smoothing)
             if progress:
                 progress(1)
         report.seconds = time.perf_counter() - started
 
-    def _iter_image_rows(self, items: Sequence[tuple[str, Any]], detector: str | None,
-                         progress: Callable[[int], None] | None) -> Iterator[dict[str, Any]]:
-        from deepfever.extraction.rows import PendingBatch, face_row
-        from deepfever.faces.align import align_faces
-
-        finder = self.detector_for(detector)
-        report = self.report_
-        pending = PendingBatch()
-        with ThreadPoolExecutor(max_workers=2) as decoder:
-            # Decode ahead in threads (PIL releases the GIL) while this thread detects and embeds.
-            for name, decoded in _prefetch(decoder, items, lookahead=4):
-                report.images += 1
-                if progress:
-                    progress(1)
-                if isinstance(decoded, Exception):
-                    report.failures.append({"path": name, "reason": str(decoded)})
-                    continue
-                faces = finder.detect(decoded)
-                if not faces:
-                    report.failures.append({"path": name, "reason": "no face detected"})
-                    continue
-                report.images_with_faces += 1
-                for index, (face, crop) in enumerate(zip(faces, align_faces(decoded, faces, self.template_))):
-                    pending.add(face_row(name, index, face), crop)
-                if len(pending) >= self.batch_size:
-                    yield from self._predict_rows(pending)
-            yield from self._predict_rows(pending)
-
-    def _predict_rows(self, pending) -> Iterator[dict[str, Any]]:
-        from deepfever.extraction.rows import prediction_fields
-
-        rows, crops = pending.take()
-        if crops is None:
-            return
-        result = self.predict(crops)
-        for position, row in enumerate(rows):
-            va = result["valence_arousal"][position] if "valence_arousal" in result else None
-            row["embedding"] = result["embedding"][position]
-            row.update(prediction_fields(self.class_names_, result["probabilities"][position], va))
-            row.update(self.fingerprint_)
-            self.report_.faces += 1
-            yield row
-
-    def _iter_video(self, video: Path, detector: str | None, fps: float | None, smoothing: float) -> Iterator[dict[str, Any]]:
+    def _iter_video(self, video: Path, report: ExtractionReport, detector: str | None, fps: float | None,
+                    smoothing: float) -> Iterator[dict[str, Any]]:
         """Rows of one video; an unreadable or partly read video becomes a failure entry, not an exception."""
         from deepfever.video import VideoReport, iter_video_rows
 
-        report, video_report = self.report_, VideoReport()
+        video_report = VideoReport()
         try:
-            yield from iter_video_rows(self, video, fps=fps, detector=detector, smoothing=smoothing, report=video_report)
+            yield from iter_video_rows(self.engine_, video, fps=fps, detector=detector, smoothing=smoothing, report=video_report)
         except (OSError, ValueError) as error:
             report.failures.append({"path": str(video), "reason": str(error)})
         else:
@@ -350,24 +346,6 @@ def _normalise_inputs(inputs) -> list[tuple[str, Any]]:
 
 def _is_video(source: Any) -> bool:
     return isinstance(source, Path) and source.suffix.lower() in VIDEO_SUFFIXES
-
-
-def _decode(source: Any) -> np.ndarray | Exception:
-    try:
-        return load_image(source)
-    except ImageReadError as error:
-        return error
-
-
-def _prefetch(pool: ThreadPoolExecutor, items: Sequence[tuple[str, Any]], lookahead: int) -> Iterator[tuple[str, Any]]:
-    """Yield (name, image or error) in input order with up to ``lookahead`` decodes in flight."""
-    futures = [pool.submit(_decode, source) for _, source in items[:lookahead]]
-    for position, (name, _) in enumerate(items):
-        following = position + lookahead
-        if following < len(items):
-            futures.append(pool.submit(_decode, items[following][1]))
-        yield name, futures[position].result()
-        futures[position] = None  # let the decoded image go once it is used
 
 
 def _sha256(path: str | os.PathLike) -> str:

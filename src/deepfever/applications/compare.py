@@ -81,7 +81,7 @@ def load_reference(extractor, source: str | os.PathLike, use_cache: bool = True)
     if not files:
         raise FileNotFoundError(f"load_reference: no images in {root}; expected image files or a FER+ root with FER2013Valid/label.csv")
     listing = "\n".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
-    key_text = json.dumps([extractor.fingerprint_, extractor.detector, listing], sort_keys=True)
+    key_text = json.dumps([extractor.fingerprint_, extractor.stage_.detector, listing], sort_keys=True)
     key = hashlib.sha256(key_text.encode()).hexdigest()[:20]
     cached = cache_dir() / "reference" / f"{key}.npz"
     if use_cache and cached.is_file():
@@ -92,9 +92,9 @@ def load_reference(extractor, source: str | os.PathLike, use_cache: bool = True)
     else:
         table = extractor.extract(files)
         if table.empty:
-            raise NoFaceError(f"load_reference: no face found in any of the {len(files)} images in {root} (detector {extractor.detector})")
+            raise NoFaceError(f"load_reference: no face found in any of the {len(files)} images in {root} (detector {extractor.stage_.detector})")
         vectors = np.stack(table["embedding"])
-        description = f"{len(table)} faces from {table['path'].nunique()} images in {root} (detector {extractor.detector})"
+        description = f"{len(table)} faces from {table['path'].nunique()} images in {root} (detector {extractor.stage_.detector})"
     if use_cache:
         from deepfever.io.atomic import atomic_write
 

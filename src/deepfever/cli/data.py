@@ -8,6 +8,8 @@ import logging
 import math
 import sys
 
+from deepfever import defaults
+
 logger = logging.getLogger(__name__)
 
 
@@ -49,9 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prepare.add_argument("--root", required=True, help="dataset folder (or file, for csv and fer2013)")
     prepare.add_argument("-o", "--output", required=True, help="cache directory (created; re-run the same command to resume)")
     prepare.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="reader option, as for `data inspect`")
-    prepare.add_argument("--detector", default="mtcnn", choices=("mtcnn", "yunet", "none", "box"),
+    prepare.add_argument("--detector", default=defaults.DETECTOR, choices=("mtcnn", "yunet", "none", "box"),
                          help="mtcnn/yunet: largest detected face; none: images are crops already; box: the dataset's face box")
-    prepare.add_argument("--box-detector", default="mtcnn", choices=("mtcnn", "yunet"), help="landmark detector inside boxes (--detector box)")
+    prepare.add_argument("--box-detector", default=defaults.DETECTOR, choices=("mtcnn", "yunet"), help="landmark detector inside boxes (--detector box)")
     prepare.add_argument("--detector-option", action="append", default=[], metavar="KEY=VALUE",
                          help="detector keyword, e.g. model_path=face_detection_yunet_2023mar.onnx")
     prepare.add_argument("--size", type=int, default=48, help="crop side in pixels (default 48, the FER+ template's)")

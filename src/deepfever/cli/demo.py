@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from deepfever.extraction.annotate import annotate_file
     from deepfever.io.atomic import atomic_write, refuse_overwrite
     from deepfever.io.tables import check_table_path
+    from deepfever.pipeline import ExtractionReport
 
     started = time.perf_counter()
     folder = Path(args.output_dir)
@@ -36,13 +37,14 @@ def run(args: argparse.Namespace) -> int:
         Image.fromarray(skimage.data.astronaut()).save(tmp, format="PNG")
     extractor = Extractor(device="auto")
     frame = extractor.extract([photo])
-    write_outputs(frame, extractor.report_, table_path)
+    report = ExtractionReport.of_table(frame)
+    write_outputs(frame, report, table_path)
     annotated = folder / "astronaut.annotated.jpg"
     refuse_overwrite(annotated, args.overwrite)
     annotate_file(photo, frame, annotated)
     columns = ["face", "emotion"] + [c for c in frame.columns if c.startswith("p_")]
     print(frame[columns].round(3).to_string(index=False))
-    print(f"model {extractor.fingerprint_['model_id']}; {extractor.report_.summary()}")
+    print(f"model {extractor.fingerprint_['model_id']}; {report.summary()}")
     print(f"table:           {table_path.resolve()}")
     print(f"annotated image: {annotated.resolve()}")
     print(f"demo finished in {time.perf_counter() - started:.1f} s", file=sys.stderr)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from deepfever import defaults
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     export = subparsers.add_parser("export", help="write a model in another format (ONNX)")
@@ -14,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="statically quantise to int8 (QDQ), calibrated on --calibration faces: the fast CPU path")
     onnx.add_argument("--calibration", nargs="+", metavar="IMAGES",
                       help="photos of faces (files, folders, globs) to measure activation ranges on; needed with --int8")
-    onnx.add_argument("--calibration-detector", default="yunet", choices=("yunet", "mtcnn", "none"),
+    onnx.add_argument("--calibration-detector", default=defaults.DETECTOR, choices=("yunet", "mtcnn", "none"),
                       help="detector for --calibration images ('none' for folders of aligned crops)")
     onnx.add_argument("--calibration-count", type=int, default=512, help="faces used for calibration (default 512)")
     onnx.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -23,7 +25,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_onnx(args: argparse.Namespace) -> int:
     from deepfever.api import Extractor
-    from deepfever.faces.crops import sample_face_crops
     from deepfever.io.atomic import refuse_overwrite
     from deepfever.models.onnx_export import export_onnx, require_onnx
 
@@ -39,7 +40,7 @@ def run_onnx(args: argparse.Namespace) -> int:
     extractor = Extractor(model=args.model, device="cpu").load()
     crops = None
     if args.int8:
-        crops = sample_face_crops(args.calibration, extractor.template_, args.calibration_detector, args.calibration_count)
+        crops = extractor.engine_.sample_crops(args.calibration, args.calibration_detector, args.calibration_count)
     path = export_onnx(extractor.model_, extractor.fingerprint_, args.output, calibration=crops)
     detail = f"int8, calibrated on {len(crops)} faces" if crops is not None else "fp32"
     print(f"wrote {path} ({detail}; model {extractor.fingerprint_['model_id']})")

@@ -57,6 +57,7 @@ def run_build(args: argparse.Namespace) -> int:
     from deepfever.applications.search import build_index, save_index
     from deepfever.io.atomic import refuse_overwrite
     from deepfever.io.tables import TABLE_FORMATS, read_table
+    from deepfever.pipeline import ExtractionReport
 
     refuse_overwrite(args.output, args.overwrite)
     first = Path(args.inputs[0])
@@ -66,7 +67,7 @@ def run_build(args: argparse.Namespace) -> int:
     else:
         extractor = build_extractor(args)
         table = extractor.extract(args.inputs)
-        print(f"deepfever index: {extractor.report_.summary()}", file=sys.stderr)
+        print(f"deepfever index: {ExtractionReport.of_table(table).summary()}", file=sys.stderr)
         model_path = Path(str(extractor.model))
         model = str(model_path.resolve()) if model_path.is_file() else str(extractor.model)
     index = build_index(table, kind=args.kind, model=model, memory_budget=args.memory_budget)

@@ -118,6 +118,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from deepfever.io.atomic import refuse_overwrite
     from deepfever.io.inputs import expand_inputs
     from deepfever.io.tables import check_table_path
+    from deepfever.pipeline import ExtractionReport
 
     classifier = load_classifier(args.classifier)
     output = check_table_path(args.output, args.overwrite)
@@ -131,7 +132,7 @@ def run_predict(args: argparse.Namespace) -> int:
     with tqdm(total=len(files), unit="file", file=sys.stderr, disable=None) as bar:
         frame = extractor.extract(files, progress=bar.update)
     warn_unless_crops(frame, args.detector, extractor.fingerprint_["crop_size"])
-    report = extractor.report_
+    report = ExtractionReport.of_table(frame)
     write_outputs(_prediction_table(frame, classifier), report, output)
     print(f"deepfever probe predict: {report.summary()}", file=sys.stderr)
     print(f"wrote {output} and {failures_path_for(output)} ({len(report.failures)} failures)")

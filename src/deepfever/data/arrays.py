@@ -1,8 +1,10 @@
 """Decode a dataset's images once into one uint8 array that training and evaluation stream from.
 
 This is the path for datasets that are already face crops framed like the template (FER+, CK+48):
-each image is resized to the crop size. Datasets of whole photos, or crops that need per-face
-alignment, go through ``deepfever.data.prepare`` (detector + alignment, like ``Extractor``).
+each image goes through the engine's one ready-crop path (``FacePath.ready_crop``, the ``none``
+detector's warp, then ``to_grey``), so these crops equal what ``Extractor(detector="none")`` feeds
+the model. Datasets of whole photos, or crops that need per-face alignment, go through
+``deepfever.data.prepare`` (detector + alignment, the same face path).
 """
 from __future__ import annotations
 
@@ -11,12 +13,15 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 
 from deepfever.data.formats.base import Sample
 from deepfever.io.images import load_image
+
+if TYPE_CHECKING:
+    from deepfever.pipeline import FacePath
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +46,25 @@ def sample_signature(sample: Sample) -> str:
     return f"{sample.path}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
-def _crop(sample: Sample, size: int, in_chans: int) -> np.ndarray:
+READY_CROP_VERSION = 2
+"""Part of the cache key: 2 since ready crops are warped like detected faces (was a plain bilinear resize),
+so arrays cached by the old path are never mixed with new ones."""
+
+
+def ready_crop_path(size: int, in_chans: int) -> "FacePath":
+    """The face path of ready crops of ``size`` pixels, grey (``in_chans`` 1) or RGB (3)."""
+    from deepfever import defaults
+    from deepfever.faces.template import load_default_template
+    from deepfever.pipeline import FacePath
+    from deepfever.pipeline.stage import CHANNELS, FaceStage
+
+    stage = FaceStage("none", defaults.LANDMARKS, load_default_template().scaled(size), CHANNELS[in_chans])
+    return FacePath(stage)
+
+
+def _crop(sample: Sample, path: "FacePath") -> np.ndarray:
     image = load_image(sample.pixels if sample.pixels is not None else sample.path)
-    if image.shape[:2] != (size, size):
-        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
-    return image if in_chans == 3 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return path.model_crops(path.ready_crop(image))
 
 
 def load_crop_array(samples: list[Sample], size: int, in_chans: int = 1, use_cache: bool = True) -> np.ndarray:
@@ -55,13 +74,14 @@ def load_crop_array(samples: list[Sample], size: int, in_chans: int = 1, use_cac
     """
     if in_chans not in (1, 3):
         raise ValueError(f"load_crop_array: in_chans must be 1 (grey) or 3 (RGB), got {in_chans}")
-    header = f"{size}\n{in_chans}\n".encode()
+    header = f"{size}\n{in_chans}\nready-crop {READY_CROP_VERSION}\n".encode()
     key = hashlib.sha256(header + "\n".join(sample_signature(s) for s in samples).encode()).hexdigest()[:20]
     cached = cache_dir() / "arrays" / f"{'grey' if in_chans == 1 else 'rgb'}{size}_{key}.npy"
     if use_cache and cached.is_file():
         return np.load(cached)
+    path = ready_crop_path(size, in_chans)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        images = np.stack(list(pool.map(lambda sample: _crop(sample, size, in_chans), samples)))
+        images = np.stack(list(pool.map(lambda sample: _crop(sample, path), samples)))
     if use_cache:
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(f".{os.getpid()}.tmp.npy")

@@ -46,12 +46,14 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from deepfever import defaults
 from deepfever._version import __version__
 from deepfever.data.arrays import sample_signature
 from deepfever.data.formats import Sample, read_dataset
 from deepfever.labels import EMOTIONS
 from deepfever.errors import DeepFeverError, ImageReadError
-from deepfever.faces.types import face_in_original, padded_box
+from deepfever.faces.align import align_face
+from deepfever.faces.types import Face, face_in_original, padded_box
 from deepfever.io.atomic import atomic_write
 from deepfever.io.lock import RunLock
 
@@ -94,13 +96,13 @@ class PrepareSettings:
         fallback: ``none`` turns a "no face" sample into a template-framed resize instead of a failure.
     """
 
-    detector: str = "mtcnn"
+    detector: str = defaults.DETECTOR
     size: int = 48
     workers: int = 1
     shard_size: int = 2048
     limit: int | None = None
     detector_options: dict[str, Any] = field(default_factory=dict)
-    box_detector: str = "mtcnn"
+    box_detector: str = defaults.DETECTOR
     threads: int = 0
     channels: str = "grey"
     fallback: str = ""
@@ -139,23 +141,27 @@ class PrepareSummary:
 
 
 class FaceCropper:
-    """One sample -> one grey aligned crop, or a ``_Failure`` naming the reason."""
+    """One sample -> one aligned crop (the largest face), or a ``_Failure`` naming the reason.
+
+    Crops go through the engine's face path (``deepfever.pipeline.FacePath``): the same detectors,
+    alignment, ready-crop resize and grey conversion as extraction, so training crops and inference
+    crops of one face agree.
+    """
 
     def __init__(self, settings: PrepareSettings, template: dict[str, Any]) -> None:
         from deepfever.faces.align import AlignmentTemplate
+        from deepfever.pipeline import FacePath, FaceStage
 
         self.settings = settings
         self.mode = settings.detector
-        self.template = AlignmentTemplate.from_dict(template)
+        detector = settings.box_detector if self.mode == "box" else self.mode
+        stage = FaceStage(detector, defaults.LANDMARKS, AlignmentTemplate.from_dict(template), settings.channels)
+        self.path = FacePath(stage, detector_options=settings.detector_options)
 
     @functools.cached_property
     def detector(self) -> Detector:
         """Built on first use: a shard whose samples all fail early never loads detector weights."""
-        from deepfever.faces.detect import PassThroughDetector, create_detector
-
-        if self.mode == "none":
-            return PassThroughDetector(self.template)
-        detector = create_detector(self.settings.box_detector if self.mode == "box" else self.mode, **self.settings.detector_options)
+        detector = self.path.detector()
         if self.settings.threads and "torch" in sys.modules:
             import torch
 
@@ -164,7 +170,6 @@ class FaceCropper:
 
     def crop(self, sample: Sample) -> tuple[np.ndarray, float, str]:
         """(crop (S, S) or (S, S, 3) uint8, detector score, where the landmarks came from)."""
-        from deepfever.faces.align import align_face
         from deepfever.io.images import load_image
 
         if sample.pixels is None and sample.path is None:
@@ -178,19 +183,16 @@ class FaceCropper:
         except _Failure:
             if not self.settings.fallback:
                 raise
-            from deepfever.faces.detect import PassThroughDetector
-
-            (face,) = PassThroughDetector(self.template).detect(image)
-            landmarks, score, source = face.landmarks, math.nan, "fallback"
-        crop = align_face(image, landmarks, self.template)
-        return (crop if self.settings.channels == "rgb" else cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)), score, source
+            return self.path.model_crops(self.path.ready_crop(image)), math.nan, "fallback"
+        crop = align_face(image, landmarks, self.path.stage.template)
+        return self.path.model_crops(crop), score, source
 
     def _landmarks(self, image: np.ndarray, sample: Sample) -> tuple[np.ndarray, float, str]:
         if self.mode != "box":
             faces = self.detector.detect(image)
             if not faces:
                 raise _Failure("no face detected")
-            face = max(faces, key=lambda f: float((f.box[2] - f.box[0]) * (f.box[3] - f.box[1])))
+            face = _largest(faces)
             return face.landmarks, float(face.score), "template" if self.mode == "none" else "detector"
         if sample.box is None:
             raise _Failure("sample has no face box (box mode needs the dataset's boxes)")
@@ -199,11 +201,15 @@ class FaceCropper:
             raise _Failure(f"face box {sample.box} lies outside the {image.shape[1]}x{image.shape[0]} image")
         faces = self.detector.detect(np.ascontiguousarray(image[top:bottom, left:right]))
         if faces:
-            face = max(faces, key=lambda f: float((f.box[2] - f.box[0]) * (f.box[3] - f.box[1])))
+            face = _largest(faces)
             return face_in_original(face, 1.0, (left, top)).landmarks, float(face.score), "detector"
         if sample.landmarks is not None and len(sample.landmarks) == 68:
             return five_from_68(sample.landmarks), math.nan, "dataset"
         raise _Failure("no face found inside the dataset's face box")
+
+
+def _largest(faces: Sequence[Face]) -> Face:
+    return max(faces, key=lambda f: float((f.box[2] - f.box[0]) * (f.box[3] - f.box[1])))
 
 
 class _Failure(Exception):

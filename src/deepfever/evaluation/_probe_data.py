@@ -160,8 +160,8 @@ def embed_labelled(
             keys.append(None)
             failures.append({"path": str(source), "reason": "no such file"})
     table = extractor.extract(present, detector=detector, progress=progress) if present else pd.DataFrame()
-    failures += extractor.report_.failures if present else []
-    warn_unless_crops(table, detector or extractor.detector, extractor.fingerprint_["crop_size"])
+    failures += table.attrs["failures"] if present else []
+    warn_unless_crops(table, detector or extractor.stage_.detector, extractor.fingerprint_["crop_size"])
     vectors = _largest_face_vectors(table)
     usable = [i for i, key in enumerate(keys) if key in vectors]
     if not usable:

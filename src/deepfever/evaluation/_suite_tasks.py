@@ -11,7 +11,7 @@ import pandas as pd
 
 from deepfever.labels import EMOTIONS, EMOTIONS_7
 from deepfever.evaluation.metrics import classification_summary
-from deepfever.evaluation.predict import predict_arrays
+from deepfever.models.predict import predict_arrays
 
 if TYPE_CHECKING:
     from deepfever.evaluation.suite import Suite, SuiteEntry

@@ -9,8 +9,8 @@ import numpy as np
 from deepfever.data.arrays import load_crop_array
 from deepfever.data.formats import read_dataset
 from deepfever.evaluation.metrics import classification_summary
-from deepfever.evaluation.predict import predict_arrays
 from deepfever.io.figures import save_figure
+from deepfever.models.predict import predict_arrays
 from deepfever.models.expression import ExpressionModel
 
 

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from deepfever.evaluation.metrics import classification_summary
-from deepfever.evaluation.predict import predict_arrays
+from deepfever.models.predict import predict_arrays
 from deepfever.models.expression import ExpressionModel
 
 CKPLUS_SHARED_CLASSES: tuple[str, ...] = ("anger", "disgust", "fear", "happy", "sad", "surprise")

@@ -33,8 +33,10 @@ from deepfever.io.atomic import atomic_write, refuse_overwrite
 from deepfever.io.failures import failures_path_for, write_failures
 from deepfever.io.tables import TABLE_FORMATS, metadata_path_for, table_writer
 
+from deepfever.pipeline.report import ExtractionReport
+
 if TYPE_CHECKING:
-    from deepfever.api import ExtractionReport, Extractor
+    from deepfever.api import Extractor
 
 logger = logging.getLogger(__name__)
 
@@ -183,12 +185,12 @@ class ExtractionRun:
             if path in targets:
                 annotate_file(path, rows, targets[path], fps=self.fps)
             if path in crops:
-                _save_crops(path, rows, crops[path], self.extractor.template_)
+                _save_crops(path, rows, crops[path], self.extractor.engine_)
 
     def _identity(self) -> dict[str, Any]:
         """Everything besides the inputs that changes the rows; a resumed run must match it."""
         extractor = self.extractor
-        return {**extractor.fingerprint_, "detector": extractor.detector, "detector_options": _jsonable(extractor.detector_options),
+        return {**extractor.fingerprint_, "detector": extractor.stage_.detector, "detector_options": _jsonable(extractor.detector_options),
                 "flip_tta": extractor.flip_tta, "prior": extractor.prior_, "fps": self.fps, "smooth": self.smoothing}
 
     def _start(self, files: list[Path], rank: int, world_size: int, lock: RunLock | None) -> dict[str, Any]:
@@ -238,13 +240,14 @@ class ExtractionRun:
         columns = extractor.columns(video=video, smoothed=bool(self.smoothing))
         rows: list[dict[str, Any]] = []
         with table_writer(store.chunk_table_path(self.parts_dir, index), columns) as write:
-            for row in extractor.iter_extract(files, progress=progress, fps=self.fps, smoothing=self.smoothing):
+            stream = extractor.iter_extract(files, progress=progress, fps=self.fps, smoothing=self.smoothing)
+            for row in stream:
                 rows.append(row)
                 if len(rows) >= ROW_BATCH:
                     write(pd.DataFrame(rows, columns=columns))
                     rows.clear()
             write(pd.DataFrame(rows, columns=columns))
-        record = dataclasses.asdict(extractor.report_)
+        record = stream.report.as_dict()
         store.mark_chunk_done(self.parts_dir, index, record)
         return record
 
@@ -262,7 +265,8 @@ class ExtractionRun:
 
     def metadata(self, inputs: int) -> dict[str, Any]:
         """What the output records about how it was made (Parquet metadata or ``OUT.meta.json``)."""
-        return {"deepfever_version": __version__, **self._identity(), "batch_size": self.extractor.batch_size, "inputs": inputs}
+        return {"deepfever_version": __version__, **self._identity(), "face_stage": self.extractor.stage_.to_dict(),
+                "batch_size": self.extractor.batch_size, "inputs": inputs}
 
 
 
@@ -300,8 +304,6 @@ def merge_parts_locked(folder: str | os.PathLike, output: str | os.PathLike, ove
 
 def _combine_reports(records: list[dict[str, Any]]) -> ExtractionReport:
     """Counts and seconds add up; lists (videos, failures) follow one another in chunk order."""
-    from deepfever.api import ExtractionReport
-
     combined: dict[str, Any] = {}
     for field in dataclasses.fields(ExtractionReport):
         values = [record[field.name] for record in records]
@@ -335,18 +337,17 @@ def _by_input(batches: Iterable[pd.DataFrame]) -> Iterable[tuple[str, pd.DataFra
         yield held[0]["path"].iloc[0], pd.concat(held)
 
 
-def _save_crops(path: str, rows: pd.DataFrame, base: Path, template) -> None:
+def _save_crops(path: str, rows: pd.DataFrame, base: Path, engine) -> None:
     """The aligned crop of each face of an image, cut again from the landmarks in its rows (no detection)."""
     from PIL import Image
 
-    from deepfever.faces.align import align_faces
     from deepfever.faces.types import Face
     from deepfever.io.images import load_image
 
     faces = [Face(box=np.array([row.box_x1, row.box_y1, row.box_x2, row.box_y2], np.float32),
                   landmarks=np.asarray(row.landmarks, np.float32).reshape(5, 2), score=float(row.score))
              for row in rows.itertuples(index=False)]
-    for row, crop in zip(rows.itertuples(index=False), align_faces(load_image(path), faces, template)):
+    for row, crop in zip(rows.itertuples(index=False), engine.align(load_image(path), faces)):
         with atomic_write(base.with_name(f"{base.name}.face{row.face}.png")) as tmp:
             Image.fromarray(crop).save(tmp, format="PNG")
 

@@ -24,6 +24,7 @@ _LAZY = {
     "AlignmentTemplate": "deepfever.faces.align",
     "align_face": "deepfever.faces.align",
     "align_faces": "deepfever.faces.align",
+    "ready_crop": "deepfever.faces.align",
     "estimate_similarity": "deepfever.faces.align",
     "transform_points": "deepfever.faces.align",
     "load_default_template": "deepfever.faces.template",

@@ -4,10 +4,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from deepfever import defaults
 from deepfever.labels import EMOTIONS
 
 HEADS = ("emotion", "valence_arousal")
 OUTPUT_PRIORS = ("train", "uniform")
+FACE_STAGE_KEYS = ("detector", "landmarks", "interpolation", "grey")
+"""What ``ModelConfig.face_stage`` records beside ``template``, ``input_size`` and ``in_chans``."""
+
+
+def default_face_stage() -> dict[str, str]:
+    """The face stage of models written before it was recorded, and of new ones unless told otherwise."""
+    return {"detector": defaults.DETECTOR, "landmarks": defaults.LANDMARKS, "interpolation": defaults.INTERPOLATION,
+            "grey": defaults.GREY}
 
 
 @dataclass(frozen=True)
@@ -22,6 +31,10 @@ class ModelConfig:
     logit-adjusted loss (``logit_adjustment`` = tau > 0) has raw logits for *uniform* classes; one
     trained without it has logits for the training prior. ``output_prior`` (``train`` or ``uniform``)
     is what probabilities report by default; ``deepfever.models.prior`` converts between the two.
+
+    ``face_stage`` completes ``template``, ``input_size`` and ``in_chans`` into the whole face stage
+    the crops come from (``deepfever.pipeline.FaceStage``): the detector for photos, the landmark
+    convention the template was measured in, the interpolation and the grey conversion.
     """
 
     arch: str
@@ -37,8 +50,12 @@ class ModelConfig:
     class_prior: tuple[float, ...] | None = None
     logit_adjustment: float = 0.0
     output_prior: str = "train"
+    face_stage: dict[str, str] = field(default_factory=default_face_stage)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.face_stage, dict) or set(self.face_stage) != set(FACE_STAGE_KEYS):
+            raise ValueError(f"ModelConfig: face_stage must have exactly the keys {', '.join(FACE_STAGE_KEYS)}, "
+                             f"got {self.face_stage!r}")
         if self.output_prior not in OUTPUT_PRIORS:
             raise ValueError(f"ModelConfig: output_prior must be one of {', '.join(OUTPUT_PRIORS)}, got {self.output_prior!r}")
         if self.class_prior is not None and len(self.class_prior) != len(self.class_names):
@@ -59,6 +76,7 @@ class ModelConfig:
             "class_prior": list(self.class_prior) if self.class_prior is not None else None,
             "logit_adjustment": self.logit_adjustment,
             "output_prior": self.output_prior,
+            "face_stage": dict(self.face_stage),
         }
 
     @classmethod
@@ -66,6 +84,7 @@ class ModelConfig:
         values = dict(data)
         values["class_names"] = tuple(values.get("class_names", EMOTIONS))
         values["trained_heads"] = tuple(values.get("trained_heads", ()))
+        values["face_stage"] = {**default_face_stage(), **(values.get("face_stage") or {})}
         if values.get("class_prior") is not None:
             values["class_prior"] = tuple(float(value) for value in values["class_prior"])
         unknown = set(values) - set(cls.__dataclass_fields__)

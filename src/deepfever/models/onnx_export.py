@@ -64,7 +64,7 @@ def export_onnx(model: nn.Module, fingerprint: Mapping[str, Any], path: str | os
             e.g. a BatchNorm-fused ``Extractor().load().model_``; it is copied, never changed.
         fingerprint: the model's ``model_fingerprint`` (``Extractor.fingerprint_``), written into the metadata.
         path: the ``.onnx`` file to write (atomically).
-        calibration: aligned face crops ``(N, S, S[, 3])`` uint8 (``deepfever.faces.crops.sample_face_crops``).
+        calibration: aligned face crops ``(N, S, S[, 3])`` uint8 (``FacePath.sample_crops`` of ``deepfever.pipeline``).
             When given, activations and weights are quantised to int8 (QDQ format, per-channel weights) with
             ranges measured on these crops; a few hundred real faces are enough, and ranges from non-faces
             would clip real ones.

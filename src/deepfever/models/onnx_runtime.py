@@ -1,7 +1,7 @@
 """Run an exported expression model with ONNX Runtime: the ``onnxruntime`` backend of ``Extractor``.
 
 ``OnnxModel`` reads the config and fingerprint from the file's metadata (see ``onnx_export``) and
-predicts exactly what ``deepfever.evaluation.predict.predict_arrays`` returns for a torch model, so
+predicts exactly what ``deepfever.models.predict.predict_arrays`` returns for a torch model, so
 the extractor treats both backends alike. An int8 export (``deepfever export onnx --int8``) is the
 fast CPU path; on CUDA, ONNX Runtime's CUDA provider is used when its GPU build is installed.
 """

@@ -1,13 +1,25 @@
-"""Aligned crops -> the normalised tensor a model expects, as its config says."""
+"""Aligned crops -> the normalised tensor a model expects, as its config says; one grey conversion for all."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 
 from deepfever.models.config import ModelConfig
 
-# ITU-R BT.601 luma, the conversion PIL's "L" mode uses, so photos match the grey FER+ training data.
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+def to_grey(crops: np.ndarray) -> np.ndarray:
+    """RGB uint8 crops (..., S, S, 3) -> grey uint8 (..., S, S): BT.601 luma rounded like OpenCV's.
+
+    The one grey conversion of the toolkit (``defaults.GREY``): dataset caches store crops made by it
+    and inference converts RGB crops for one-channel models by it, so a face gives the same pixels
+    whether it reaches the model through a cache or through the Extractor.
+    """
+    array = np.ascontiguousarray(crops, dtype=np.uint8)
+    if array.ndim < 3 or array.shape[-1] != 3:
+        raise ValueError(f"to_grey: expected RGB crops (..., S, S, 3), got shape {array.shape}")
+    flat = array.reshape(-1, array.shape[-2], 3)  # one tall image: one OpenCV call for any number of crops
+    return cv2.cvtColor(flat, cv2.COLOR_RGB2GRAY).reshape(array.shape[:-1])
 
 
 def crops_to_tensor(crops: np.ndarray, config: ModelConfig) -> torch.Tensor:
@@ -18,17 +30,15 @@ def crops_to_tensor(crops: np.ndarray, config: ModelConfig) -> torch.Tensor:
     """
     array = np.asarray(crops)
     if array.ndim == 4 and array.shape[-1] == 3:
-        array = array.astype(np.float32) @ _LUMA if config.in_chans == 1 else array.astype(np.float32)
-    elif array.ndim == 3:
-        array = array.astype(np.float32)
-    else:
+        array = to_grey(array) if config.in_chans == 1 else array
+    elif array.ndim != 3:
         raise ValueError(f"crops_to_tensor: expected crops of shape (N, S, S) or (N, S, S, 3), got {array.shape}")
     if array.shape[1:3] != (config.input_size, config.input_size):
         raise ValueError(
             f"crops_to_tensor: crops are {array.shape[1]}x{array.shape[2]} but {config.arch} expects "
             f"{config.input_size}x{config.input_size}; align faces with the model's template"
         )
-    tensor = torch.from_numpy(np.ascontiguousarray(array)) / 255.0
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)) / 255.0
     tensor = tensor.unsqueeze(1) if tensor.ndim == 3 else tensor.permute(0, 3, 1, 2)
     if tensor.shape[1] != config.in_chans:
         tensor = tensor.expand(-1, config.in_chans, -1, -1)  # grey crops for an RGB model

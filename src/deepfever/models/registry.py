@@ -10,9 +10,10 @@ from typing import Callable
 
 from torch import nn
 
+from deepfever.defaults import MODEL as DEFAULT_MODEL
+
 _ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-DEFAULT_MODEL = "fevernet_s.ferplus"
 
 
 def register_model(function: Callable[..., nn.Module]) -> Callable[..., nn.Module]:

@@ -34,7 +34,7 @@ from deepfever.labels import EMOTIONS
 from deepfever.data.sampling import MixingSampler, allocate
 from deepfever.data.triplets import vote_triplets
 from deepfever.evaluation.metrics import classification_summary
-from deepfever.evaluation.predict import predict_arrays
+from deepfever.models.predict import predict_arrays
 from deepfever.evaluation.triplets import triplet_accuracy
 from deepfever.io.atomic import atomic_write
 from deepfever.models import HEADS, ModelConfig, load_model, save_model

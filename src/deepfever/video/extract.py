@@ -1,4 +1,5 @@
-"""Videos to rows: decode, detect, align, embed in batches across frames, track, smooth.
+"""Videos to rows: frames go through the face engine (detect, align, embed in batches across frames);
+what is specific to time stays here: tracks and smoothing.
 
 Rows leave in frame order. A face's rows wait until its track is confirmed (``min_hits`` frames), so a
 one-frame false detection never reaches the table and every row carries its final track id.
@@ -10,27 +11,29 @@ import os
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Protocol, Union
 
 import cv2
 import numpy as np
 import pandas as pd
 
-from deepfever.extraction.rows import SMOOTH_SUFFIX, PendingBatch, face_row, prediction_fields
-from deepfever.faces.align import align_faces
+from deepfever import defaults
 from deepfever.faces.detect import Detector
-from deepfever.faces.types import Face, face_in_original
+from deepfever.faces.types import Face
+from deepfever.pipeline import FaceEngine
+from deepfever.pipeline.rows import SMOOTH_SUFFIX, VIDEO_KEYS, PendingBatch, outputs_at, prediction_fields, row_columns
 from deepfever.video.decode import DecodeStats, Frame, decode_shortfall, iter_frames, probe_video
 from deepfever.video.tracking import CONFIRMED, DELETED, TENTATIVE, FaceTracker, Track, appearance_descriptor, follow_faces
 
-if TYPE_CHECKING:
-    from deepfever.api import Extractor
+class HasEngine(Protocol):
+    """What has a ``FaceEngine`` once loaded: ``Extractor`` (``ensure_loaded().engine_``)."""
+
+    def ensure_loaded(self) -> Any: ...
+
+
+Source = Union[FaceEngine, HasEngine]
 
 logger = logging.getLogger(__name__)
-
-VIDEO_KEYS = ("frame", "time_s", "track")
-"""Columns a video row has on top of ``Extractor.columns()``."""
-
 
 @dataclass
 class VideoReport:
@@ -66,17 +69,23 @@ class VideoReport:
                 f"{self.seconds:.1f} s ({self.frames_per_second:.1f} frames/s)")
 
 
-def video_columns(extractor: Extractor, smoothed: bool = False) -> list[str]:
-    """``Extractor.columns()`` with ``frame``, ``time_s`` and ``track`` after ``path`` (and ``*_smooth`` when ``smoothed``)."""
-    return extractor.columns(video=True, smoothed=smoothed)
+def engine_of(source: Source) -> FaceEngine:
+    """The engine of ``source``: itself, or a loaded ``Extractor``'s ``engine_``."""
+    return source if isinstance(source, FaceEngine) else source.ensure_loaded().engine_
 
 
-def iter_video_rows(extractor: Extractor, path: str | os.PathLike, fps: float | None = None,
+def video_columns(source: Source, smoothed: bool = False) -> list[str]:
+    """Image columns with ``frame``, ``time_s`` and ``track`` after ``path`` (and ``*_smooth`` when ``smoothed``)."""
+    engine = engine_of(source)
+    return row_columns(engine.class_names, engine.has_valence_arousal, engine.fingerprint, video=True, smoothed=smoothed)
+
+
+def iter_video_rows(extractor: Source, path: str | os.PathLike, fps: float | None = None,
                     **options: Any) -> Iterator[dict[str, Any]]:
     """Stream one row per tracked face per processed frame of a video file.
 
     Args:
-        extractor: supplies the model, template and (by name) the detector; loaded if needed.
+        extractor: an ``Extractor`` (loaded if needed) or its ``FaceEngine``.
         path: the video file.
         fps: frames per second to process; ``None`` processes every frame.
         **options: ``detector``, ``smoothing``, ``batch_size``, ``detect_side``, ``detect_every``,
@@ -101,33 +110,33 @@ def iter_video_rows(extractor: Extractor, path: str | os.PathLike, fps: float | 
 
 
 def iter_frame_rows(
-    extractor: Extractor,
+    extractor: Source,
     frames: Iterable[Frame],
     name: str,
     frame_rate: float,
     detector: str | Detector | None = None,
     smoothing: float = 0.0,
     batch_size: int | None = None,
-    detect_side: int | None = 320,
+    detect_side: int | None = defaults.DETECT_SIDE,
     detect_every: int = 1,
-    max_age_s: float = 3.0,
-    min_hits: int = 2,
+    max_age_s: float = defaults.TRACK_MAX_AGE_S,
+    min_hits: int = defaults.TRACK_MIN_HITS,
     report: VideoReport | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Rows for any stream of ``Frame`` s (a file, a camera, a looped clip), in frame order.
 
     Args:
-        extractor: supplies the model, template and (by name) the detector; loaded if needed.
+        extractor: an ``Extractor`` (loaded if needed) or its ``FaceEngine``: model, template, detectors, rows.
         frames: ``Frame(index, time_s, rgb)`` in time order.
         name: written to the ``path`` column.
         frame_rate: processed frames per second; turns ``max_age_s`` into frames.
-        detector: a detector name (``mtcnn``, ``yunet``, built by ``extractor.detector_for``), a
-            ``Detector`` instance, or ``None`` for the extractor's default.
+        detector: a detector name (``mtcnn``, ``yunet``, built by the engine), a ``Detector`` instance,
+            or ``None`` for the engine's default.
         smoothing: exponential moving average of probabilities (and valence/arousal) per track,
             ``p_t = smoothing * p_{t-1} + (1 - smoothing) * raw_t`` per processed frame; ``emotion`` is
             written beside the raw values as ``p_<class>_smooth``, ``emotion_smooth`` (their argmax) and
             ``valence_smooth``/``arousal_smooth``; ``p_*``, ``emotion`` and ``embedding`` stay raw. 0 turns it off.
-        batch_size: faces per model batch, shared across frames; default ``extractor.batch_size``.
+        batch_size: faces per model batch, shared across frames; default the engine's.
         detect_side: frames are shrunk so their longer side is at most this before detection, and
             boxes and landmarks are mapped back (crops are still cut from the full frame). 320 finds
             faces down to about 40 px in a 640-wide frame; ``None`` detects at full size.
@@ -145,42 +154,42 @@ def iter_frame_rows(
     if detect_every < 1 or (detect_side is not None and detect_side < 32):
         raise ValueError(f"iter_frame_rows: need detect_every >= 1 and detect_side None or >= 32, "
                          f"got detect_every={detect_every}, detect_side={detect_side}")
-    extractor._check_loaded()
-    finder = detector if isinstance(detector, Detector) else extractor.detector_for(detector)
+    engine = engine_of(extractor)
+    finder = engine.detector(detector)
     tracker = FaceTracker(max_age=max(1, round(max_age_s * frame_rate)), min_hits=min_hits)
     report = report if report is not None else VideoReport()
     report.path = name
-    batch = batch_size or extractor.batch_size
+    batch = batch_size or engine.batch_size
     started = time.perf_counter()
     pending = PendingBatch()
     pending_frames: list[tuple[int, float, list[Face], list[np.ndarray]]] = []
-    waiting: deque[list[tuple[dict[str, Any], Track]]] = deque()
+    waiting: deque[list[tuple[dict[str, Any], np.ndarray, Track]]] = deque()
     averages: dict[int, np.ndarray] = {}
     previous: tuple[np.ndarray, list[Face]] | None = None
     for position, (index, time_s, rgb) in enumerate(frames):
         report.frames += 1
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if detect_every > 1 else None
         if position % detect_every == 0 or previous is None:
-            faces = _detect(finder, rgb, detect_side)
+            (faces,) = engine.find_faces([rgb], finder, detect_side)
             report.detector_runs += 1
         else:
             faces = follow_faces(previous[0], grey, previous[1])
         previous = (grey, faces) if grey is not None else None
-        for crop in align_faces(rgb, faces, extractor.template_) if faces else []:
+        for crop in engine.align(rgb, faces) if faces else []:
             pending.add(len(pending_frames), crop)
         pending_frames.append((index, time_s, faces, [appearance_descriptor(rgb, face.box) for face in faces]))
         if len(pending) >= batch:
-            waiting.extend(_embed_and_track(extractor, pending, pending_frames, tracker, name))
-            yield from _release(waiting, extractor, smoothing, averages, report, final=False)
-    waiting.extend(_embed_and_track(extractor, pending, pending_frames, tracker, name))
-    yield from _release(waiting, extractor, smoothing, averages, report, final=True)
+            waiting.extend(_embed_and_track(engine, pending, pending_frames, tracker, name))
+            yield from _release(waiting, engine, smoothing, averages, report, final=False)
+    waiting.extend(_embed_and_track(engine, pending, pending_frames, tracker, name))
+    yield from _release(waiting, engine, smoothing, averages, report, final=True)
     report.tracks = len(averages)
     report.track_ids = sorted(averages)
     report.seconds = time.perf_counter() - started
     logger.info(report.summary())
 
 
-def extract_video(extractor: Extractor, path: str | os.PathLike, **options: Any) -> pd.DataFrame:
+def extract_video(extractor: Source, path: str | os.PathLike, **options: Any) -> pd.DataFrame:
     """All rows of ``iter_video_rows`` as a DataFrame (columns ``video_columns``); ``attrs["report"]`` holds the report.
 
     Example:
@@ -194,26 +203,14 @@ def extract_video(extractor: Extractor, path: str | os.PathLike, **options: Any)
     return frame
 
 
-def _detect(finder: Detector, rgb: np.ndarray, side: int | None) -> list[Face]:
-    """Detect on a copy shrunk to ``side`` (detectors cost grows with pixels), in full-frame coordinates."""
-    longest = max(rgb.shape[:2])
-    if side is None or longest <= side:
-        return finder.detect(rgb)
-    scale = side / longest
-    small = cv2.resize(rgb, (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale))),
-                       interpolation=cv2.INTER_AREA)
-    factor = (small.shape[1] / rgb.shape[1], small.shape[0] / rgb.shape[0])
-    return [face_in_original(face, factor) for face in finder.detect(small)]
-
-
-def _embed_and_track(extractor: Extractor, pending: PendingBatch, frames: list[tuple[int, float, list[Face], list[np.ndarray]]],
+def _embed_and_track(engine: FaceEngine, pending: PendingBatch, frames: list[tuple[int, float, list[Face], list[np.ndarray]]],
                      tracker: FaceTracker, name: str) -> Iterator[list[tuple[dict[str, Any], np.ndarray, Track]]]:
     """Embed every pending crop in one model call, then feed the tracker frame by frame, in order.
 
-    Each entry is (row with raw predictions, raw values to smooth, track).
+    Each entry is (the engine's row plus ``frame``/``time_s``, raw values to smooth, track).
     """
     _, crops = pending.take()
-    result = extractor.predict(crops) if crops is not None else None
+    result = engine.predict(crops) if crops is not None else None
     start = 0
     for index, time_s, faces, looks in frames:
         stop = start + len(faces)
@@ -222,19 +219,17 @@ def _embed_and_track(extractor: Extractor, pending: PendingBatch, frames: list[t
                                 np.stack(looks) if looks else None)
         entries = []
         for number, (face, track) in enumerate(zip(faces, tracks)):
-            probabilities = result["probabilities"][start + number]
-            va = result["valence_arousal"][start + number] if "valence_arousal" in result else None
-            row = face_row(name, number, face)
-            row.update(frame=index, time_s=time_s, embedding=result["embedding"][start + number])
-            row.update(prediction_fields(extractor.class_names_, probabilities, va))
-            raw = probabilities if va is None else np.concatenate([probabilities, va])
-            entries.append((row, raw, track))
+            outputs = outputs_at(result, start + number)
+            row = engine.row(name, number, face, outputs)
+            row.update(frame=index, time_s=time_s)
+            va = outputs.get("valence_arousal")
+            entries.append((row, outputs["probabilities"] if va is None else np.concatenate([outputs["probabilities"], va]), track))
         start = stop
         yield entries
     frames.clear()
 
 
-def _release(waiting: deque, extractor: Extractor, smoothing: float, averages: dict[int, np.ndarray],
+def _release(waiting: deque, engine: FaceEngine, smoothing: float, averages: dict[int, np.ndarray],
              report: VideoReport, final: bool) -> Iterator[dict[str, Any]]:
     """Yield the oldest frames whose tracks are all decided (at the end, whatever is left)."""
     while waiting and (final or all(track.state != TENTATIVE for _, _, track in waiting[0])):
@@ -243,22 +238,20 @@ def _release(waiting: deque, extractor: Extractor, smoothing: float, averages: d
         report.frames_with_faces += bool(kept)
         for row, raw, track in kept:
             report.faces += 1
-            yield _finish(row, raw, track, extractor, smoothing, averages)
+            yield _finish(row, raw, track, engine.class_names, smoothing, averages)
 
 
-def _finish(row: dict[str, Any], raw: np.ndarray, track: Track, extractor: Extractor, smoothing: float,
+def _finish(row: dict[str, Any], raw: np.ndarray, track: Track, class_names: list[str], smoothing: float,
             averages: dict[int, np.ndarray]) -> dict[str, Any]:
-    """Fill in the track id, the smoothed values beside the raw ones (when smoothing) and the fingerprint."""
+    """Fill in the track id and the smoothed values beside the raw ones (when smoothing)."""
     assert track.id is not None and track.state in (CONFIRMED, DELETED)
     row["track"] = track.id
     if smoothing:
         previous = averages.get(track.id)
         values = raw if previous is None else smoothing * previous + (1 - smoothing) * raw
-        names = extractor.class_names_
-        row.update(prediction_fields(names, values[: len(names)], values[len(names):] if len(values) > len(names) else None,
-                                     suffix=SMOOTH_SUFFIX))
+        row.update(prediction_fields(class_names, values[: len(class_names)],
+                                     values[len(class_names):] if len(values) > len(class_names) else None, suffix=SMOOTH_SUFFIX))
     else:
         values = raw
     averages[track.id] = values
-    row.update(extractor.fingerprint_)
     return row

@@ -1,4 +1,4 @@
-"""Run a model over an in-memory array of crops in batches."""
+"""Run a model over an in-memory array of crops in batches: the one inference loop of torch models."""
 from __future__ import annotations
 
 import numpy as np
