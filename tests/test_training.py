@@ -104,3 +104,18 @@ def test_backbone_init_starts_resnet_from_a_file_and_the_export_loads_without_it
     assert torch.allclose(exported.backbone.state_dict()[conv], pretrained[conv])
     with pytest.raises(ValueError, match="backbone_init"):
         train(_config(ferplus_root, tmp_path / "bad", [f"model.backbone_init={tmp_path / 'x.pth'}"]))
+
+
+@pytest.mark.parametrize("override, flag", [("eval_triplets=100000000", "eval_triplets"), ("select_from_epoch=4", "select_from_epoch"),
+                                            ("export_name=../outside", "export_name"), ("export_name=ABSOLUTE", "export_name")])
+def test_cli_refuses_impossible_runs_before_work_in_one_line(ferplus_root, tmp_path, monkeypatch, capsys, override, flag):
+    monkeypatch.setenv("DEEPFEVER_CACHE", str(tmp_path / "cache"))
+    outside = tmp_path / "outside.safetensors"
+    outside.write_bytes(b"someone else's model")
+    output = tmp_path / "run"
+    override = override.replace("ABSOLUTE", str(tmp_path / "outside"))
+    status = main(["train", "--config", "/dev/null", f"data.root={ferplus_root}", f"output_dir={output}", *OVERRIDES, override])
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and error.startswith("deepfever train: error:") and flag in error and "\n" not in error
+    assert not output.exists() and not (tmp_path / "cache").exists()  # refused before any work
+    assert outside.read_bytes() == b"someone else's model"

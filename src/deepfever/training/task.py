@@ -20,12 +20,9 @@ from deepfever.models import ExpressionModel, ModelConfig, load_model
 from deepfever.models.checkpoint import build_model, resolve_weights
 from deepfever.models.prior import PRIOR_FLOOR
 from deepfever.models.registry import architecture_entrypoint
-from deepfever.training.config import DistillSection, LossSection, ModelSection
+from deepfever.training.config import LOSS_TERMS as TERMS, DistillSection, LossSection, ModelSection
 from deepfever.training.data import has_labels
 from deepfever.training.losses import ConcordanceLoss, EmbeddingDistillation, FecTripletLoss, SoftCrossEntropy, SoftenedKLDivergence
-
-TERMS = ("soft_ce", "ccc", "triplet", "distill_kl", "distill_embedding")
-
 
 def active_terms(loss: LossSection) -> tuple[str, ...]:
     """Terms with a non-zero weight, in a fixed order."""
