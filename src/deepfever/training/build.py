@@ -6,7 +6,6 @@ initialisation comes after the data), then hands the pieces to its hooks.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import platform
 import sys
@@ -28,8 +27,6 @@ from deepfever.training.data import (SourceArrays, class_balanced_weights, class
                                      steps_per_epoch)
 from deepfever.training.distributed import DistributedContext
 from deepfever.training.task import trained_heads
-
-logger = logging.getLogger(__name__)
 
 
 def environment_report(device: torch.device, world_size: int = 1) -> dict[str, Any]:
@@ -104,9 +101,6 @@ def load_run_data(config: TrainConfig) -> RunData:
     batch_prior = None
     if not np.isnan(primary.soft[:, 0]).all():
         batch_prior = class_prior(primary.soft, balance)
-    if balance is not None:
-        logger.info("class_balance %s: batches draw classes %s (data %s)", config.data.class_balance,
-                    np.round(batch_prior.astype(float), 3).tolist(), np.round(prior.astype(float), 3).tolist())
     model_config = ModelConfig(
         arch=config.model.arch, embedding_dim=config.model.embedding_dim, arch_kwargs=dict(config.model.arch_kwargs),
         trained_heads=trained_heads(config.loss), input_size=size, in_chans=in_chans,

@@ -77,6 +77,9 @@ class Trainer:
 
         data = load_run_data(config)
         self.sources, self.model_config = data.sources, data.model_config
+        if data.balance is not None:
+            logger.info("class_balance %s: batches draw classes %s (data %s)", config.data.class_balance,
+                        np.round(data.batch_prior.astype(float), 3).tolist(), np.round(self.model_config.class_prior, 3).tolist())
         for source in self.sources:
             logger.info("train source %s", source.describe())
         logger.info("select on %s (%d images), report %s (%d images); device %s; %d process(es)", data.selection_name,
