@@ -8,6 +8,7 @@ from deepfever.training.config import TrainConfig
 from deepfever.training.distributed import init_distributed
 from deepfever.training.hooks import Hook
 from deepfever.training.loop import Trainer, train
+from deepfever.training.selection import EvaluationHook
 
 OVERRIDES = ["epochs=2", "steps_per_epoch=2", "batch_size=8", "optim.warmup_epochs=0", "eval_flip_tta=false",
              "augment.erase_probability=0", "num_threads=1", "data.limit_train=32", "data.limit_valid=16"]
@@ -30,7 +31,8 @@ class RecordingHook(Hook):
 
     def after_epoch(self, trainer):
         # Earlier hooks have scored, selected and logged this epoch by now.
-        assert trainer.epoch_scores["valid_accuracy"] == trainer.hooks[2].evaluation.scores["accuracy"]
+        evaluation = next(hook for hook in trainer.hooks if isinstance(hook, EvaluationHook))
+        assert trainer.epoch_scores["valid_accuracy"] == evaluation.scores["accuracy"]
         assert (trainer.output / "metrics.csv").read_text().count("\n") == trainer.epoch + 1
         self.calls.append(("after_epoch", trainer.step))
 

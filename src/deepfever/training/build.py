@@ -21,12 +21,12 @@ from deepfever.config import config_to_dict
 from deepfever.data.formats import NO_LABEL
 from deepfever.data.sampling import MixingSampler, allocate
 from deepfever.data.splits import SplitArrays, load_split
-from deepfever.models import ModelConfig
-from deepfever.training.config import OptimSection, TrainConfig
+from deepfever.models import HEADS, ExpressionModel, ModelConfig
+from deepfever.training.config import ModelSection, OptimSection, TrainConfig
 from deepfever.training.data import (SourceArrays, class_balanced_weights, class_prior, load_primary, load_source,
                                      steps_per_epoch)
 from deepfever.training.distributed import DistributedContext
-from deepfever.training.task import trained_heads
+from deepfever.training.task import build_initial_model, trained_heads
 
 
 def environment_report(device: torch.device, world_size: int = 1) -> dict[str, Any]:
@@ -136,6 +136,23 @@ def build_sampler(config: TrainConfig, data: RunData, context: DistributedContex
                             weights=[data.balance] + [None] * len(config.sources))
     steps = steps_per_epoch(data.sources[0], counts[0] * context.world_size * config.accumulate_steps, config.steps_per_epoch)
     return sampler, steps
+
+
+def build_student(model_config: ModelConfig, section: ModelSection, device: torch.device) -> tuple[ExpressionModel, dict[str, Any] | None]:
+    """The model to train (seeded by the caller), channels-last on ``device``; returns it and where its weights came from."""
+    model, initialised_from = build_initial_model(model_config, section)
+    model = model.to(device).to(memory_format=torch.channels_last)
+    for head in HEADS:  # an untrained head gets no gradient; freezing it also keeps DDP from waiting for one
+        getattr(model, head).requires_grad_(head in model_config.trained_heads)
+    return model, initialised_from
+
+
+def wrap_for_training(model: torch.nn.Module, context: DistributedContext, compile: bool) -> torch.nn.Module:
+    """What the task calls: the model in DDP when there are several processes, compiled if asked; hooks use ``model``."""
+    if context.distributed:
+        device = next(model.parameters()).device
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.compile(model) if compile else model
 
 
 def build_optimizer(model: torch.nn.Module, optim: OptimSection) -> torch.optim.SGD:

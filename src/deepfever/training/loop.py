@@ -25,18 +25,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepfever.models import HEADS
 from deepfever.models.preprocess import normalize
 from deepfever.training.augment import augment_batch
-from deepfever.training.build import (build_optimizer, build_sampler, check_output_dir, environment_report, load_run_data,
-                                      lr_factor)
+from deepfever.training.build import (build_optimizer, build_sampler, build_student, check_output_dir, environment_report,
+                                      load_run_data, lr_factor, wrap_for_training)
 from deepfever.training.config import TrainConfig
 from deepfever.training.data import assemble, has_labels
 from deepfever.training.distributed import DistributedContext, init_distributed
 from deepfever.training.hooks import CheckpointHook, GpuUtilisationHook, Hook, RunLogHook, ScheduleHook
 from deepfever.training.monitor import UtilisationMeter, read_gpu_utilisation
 from deepfever.training.selection import EvaluationHook, ExportHook
-from deepfever.training.task import ExpressionTask, active_terms, build_initial_model, load_teacher
+from deepfever.training.task import ExpressionTask, active_terms, load_teacher
 
 logger = logging.getLogger(__name__)
 
@@ -86,21 +85,13 @@ class Trainer:
                     len(data.selection.images), config.data.valid_split, len(data.valid.images), self.device, context.world_size)
         self.sampler, self.steps_per_epoch = build_sampler(config, data, context)
 
-        self.model, self.initialised_from = build_initial_model(self.model_config, config.model)
-        self.model = self.model.to(self.device).to(memory_format=torch.channels_last)
-        for head in HEADS:  # an untrained head gets no gradient; freezing it also keeps DDP from waiting for one
-            getattr(self.model, head).requires_grad_(head in self.model_config.trained_heads)
+        self.model, self.initialised_from = build_student(self.model_config, config.model, self.device)
         self.optimizer = build_optimizer(self.model, config.optim)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(config, self.steps_per_epoch))
         teacher, self.lineage = (None, {"lineage": [], "generation": 0})
         if config.distill.teacher:
             teacher, self.lineage = load_teacher(config.distill.teacher, self.device)
-        forward_model: torch.nn.Module = self.model
-        if context.distributed:
-            forward_model = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        if config.compile:
-            forward_model = torch.compile(forward_model)
+        forward_model = wrap_for_training(self.model, context, config.compile)
         batch_prior = torch.from_numpy(data.batch_prior) if data.batch_prior is not None else None
         self.task = ExpressionTask(forward_model, config.loss, config.distill, self.model_config, teacher, batch_prior)
         self.terms = ("loss", *active_terms(config.loss))
