@@ -26,6 +26,7 @@ from deepfever.training.config import ModelSection, OptimSection, TrainConfig
 from deepfever.training.data import (SourceArrays, class_balanced_weights, class_prior, load_primary, load_source,
                                      steps_per_epoch)
 from deepfever.training.distributed import DistributedContext
+from deepfever.training.state import read_training_document
 from deepfever.training.task import build_initial_model, trained_heads
 
 
@@ -65,7 +66,7 @@ def check_output_dir(config: TrainConfig, checkpoint: Path, resume: bool, overwr
 
 def _check_same_config(config: TrainConfig, checkpoint: Path) -> None:
     """``--resume`` continues the run the checkpoint belongs to; another config would silently mix two runs."""
-    recorded = json.loads(checkpoint.with_suffix(".json").read_text()).get("config")
+    recorded = read_training_document(checkpoint).get("config")
     if recorded is None:
         return  # checkpoints written before configs were recorded in them
     mine, theirs = _flatten(config_to_dict(config)), _flatten(json.loads(json.dumps(recorded)))

@@ -20,7 +20,7 @@ import yaml
 from deepfever.config import config_to_dict
 from deepfever.io.atomic import atomic_write
 from deepfever.training.monitor import UtilisationMeter
-from deepfever.training.state import load_training_state, save_training_state
+from deepfever.training.state import TrainingStateError, load_training_state, save_training_state
 
 if TYPE_CHECKING:  # pragma: no cover - import for type hints only
     from deepfever.training.loop import Trainer
@@ -88,6 +88,10 @@ class CheckpointHook(Hook):
         document = load_training_state(trainer.last_checkpoint, trainer.model, trainer.optimizer, trainer.scheduler)
         # Checkpoints from before mid-epoch resume hold neither step nor sampler: they end an epoch.
         trainer.step = document.get("step", document["epoch"] * trainer.steps_per_epoch)
+        last_step = trainer.config.epochs * trainer.steps_per_epoch
+        if trainer.step > last_step:
+            raise TrainingStateError(f"train: {trainer.last_checkpoint.with_suffix('.json')}: step {trainer.step} is after "
+                                     f"this run's last step ({last_step}); restore the file the run wrote")
         trainer.sampler.load_state_dict(document.get("sampler", {"position": trainer.step * trainer.config.accumulate_steps}))
         trainer.best_accuracy = document["best_accuracy"]
         if trainer.step % trainer.steps_per_epoch:  # at an epoch's end the saved totals are the finished epoch's
@@ -164,10 +168,15 @@ def read_metrics(path: Path) -> list[dict[str, float]]:
     """Rows of ``metrics.csv``; a column an older run did not write reads as NaN."""
     if not path.is_file():
         return []
-    with open(path, newline="") as handle:
-        rows = [{key: float(value) if value not in ("", None) else math.nan for key, value in row.items()} for row in csv.DictReader(handle)]
-    for row in rows:
-        row["epoch"] = int(row["epoch"])
+    try:
+        with open(path, newline="") as handle:
+            rows = [{key: float(value) if value not in ("", None) else math.nan for key, value in row.items()}
+                    for row in csv.DictReader(handle)]
+        for row in rows:
+            row["epoch"] = int(row["epoch"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+        raise TrainingStateError(f"train: {path} is not the metrics table a run writes ({type(error).__name__}: {error}); "
+                                 "restore it, or start the run again without --resume (--overwrite)") from error
     return rows
 
 
