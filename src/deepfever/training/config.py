@@ -40,7 +40,7 @@ def check_export_name(name: str) -> None:
     if not plain:
         raise ValueError(f"export_name must be a plain file name without folders (e.g. fevernet_s.ferplus), got {name!r}; "
                          "the model is written inside output_dir, so set output_dir to choose the folder")
-    taken = [run_file for run_file in RUN_FILES if run_file in (name, f"{name}.json", f"{name}.safetensors")]
+    taken = [run_file for run_file in RUN_FILES if run_file in (f"{name}.json", f"{name}.safetensors")]
     if taken:
         raise ValueError(f"export_name {name!r} would replace the run's own {taken[0]}; choose another name")
 
