@@ -37,6 +37,7 @@ DAMAGES = {
     "no param groups": ("checkpoints/last.json", "param_groups must be", _edit_json(param_groups=None)),
     "best accuracy as text": ("checkpoints/last.json", "best_accuracy must be", _edit_json(best_accuracy="high")),
     "negative sampler position": ("checkpoints/last.json", "sampler.position must be", _edit_json(sampler={"position": -3})),
+    "epoch totals without steps": ("checkpoints/last.json", "epoch_totals must hold", _edit_json(epoch_totals={"loss": 1.0})),
     "cut weights": ("checkpoints/last.safetensors", "not a readable .safetensors checkpoint",
                     lambda out: (out / "checkpoints" / "last.safetensors").write_bytes(b"\x10" + b"\0" * 20)),
     "metrics as text": ("metrics.csv", "not the metrics table a run writes",

@@ -94,8 +94,12 @@ class CheckpointHook(Hook):
                                      f"this run's last step ({last_step}); restore the file the run wrote")
         trainer.sampler.load_state_dict(document.get("sampler", {"position": trainer.step * trainer.config.accumulate_steps}))
         trainer.best_accuracy = document["best_accuracy"]
+        totals = document.get("epoch_totals", trainer.epoch_totals)
+        if set(totals) != set(trainer.epoch_totals):
+            raise TrainingStateError(f"train: {trainer.last_checkpoint.with_suffix('.json')}: epoch_totals must hold "
+                                     f"{sorted(trainer.epoch_totals)}, got {sorted(totals)}; restore the file the run wrote")
         if trainer.step % trainer.steps_per_epoch:  # at an epoch's end the saved totals are the finished epoch's
-            trainer.epoch_totals = document.get("epoch_totals", trainer.epoch_totals)
+            trainer.epoch_totals = totals
         logger.info("resumed from %s at step %d (epoch %d + %d steps)", trainer.last_checkpoint, trainer.step, trainer.epoch,
                     trainer.step % trainer.steps_per_epoch)
 
