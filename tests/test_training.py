@@ -49,6 +49,14 @@ def test_refuses_to_overwrite_a_run(ferplus_root, tmp_path, monkeypatch):
         train(_config(ferplus_root, output))
 
 
+def test_output_dir_that_is_a_file_is_refused_even_with_overwrite(ferplus_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DEEPFEVER_CACHE", str(tmp_path / "cache"))
+    output = tmp_path / "run"
+    output.write_text("mine")
+    status = main(["train", "--config", "/dev/null", "--overwrite", f"data.root={ferplus_root}", f"output_dir={output}", *OVERRIDES])
+    assert status == 2 and "is a file, not a folder" in capsys.readouterr().err and output.read_text() == "mine"
+
+
 def test_interrupted_and_resumed_equals_uninterrupted(ferplus_root, tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPFEVER_CACHE", str(tmp_path / "cache"))
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"

@@ -56,6 +56,8 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 def check_output_dir(config: TrainConfig, checkpoint: Path, resume: bool, overwrite: bool) -> None:
     """Refuse, before any work, a run that would mix with or replace another one in ``output_dir``."""
     output = Path(config.output_dir)
+    if output.exists() and not output.is_dir():
+        raise FileExistsError(f"train: output_dir {output} is a file, not a folder; set output_dir to a new or existing run folder")
     if resume and not checkpoint.is_file():
         raise FileNotFoundError(f"train: --resume asked for {checkpoint}, which does not exist")
     if resume:
