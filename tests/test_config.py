@@ -58,6 +58,8 @@ def test_every_shipped_training_config_loads():
     ("loss.distill_kl=1.0", "distill.teacher and a distillation weight"),
     ("distill.teacher=teacher.safetensors", "distill.teacher and a distillation weight"),
     ("loss.soft_ce=0", "every loss weight is 0"),
+    ("loss.triplet=1.0", "loss.triplet > 0 needs a source of vote triplets"),
+    ("accumulate_steps=5", r"batch_size \(64\) must be a multiple of accumulate_steps \(5\)"),
 ])
 def test_sizes_and_impossible_combinations_are_refused_at_load(override, message):
     with pytest.raises(ValueError, match=message):

@@ -125,14 +125,20 @@ def _load_valid(config: TrainConfig, size: int, in_chans: int) -> SplitArrays:
     return valid.take(np.flatnonzero(valid.labels != NO_LABEL))
 
 
-def build_sampler(config: TrainConfig, data: RunData, context: DistributedContext) -> tuple[MixingSampler, int]:
-    """This process's sampler of mixed micro-batches, and the optimiser steps per epoch."""
+def micro_batch_size(config: TrainConfig, context: DistributedContext) -> int:
+    """Images in each process's micro-batch; ``batch_size`` must split evenly over processes and accumulation steps."""
     per_micro_batch, remainder = divmod(config.batch_size, context.world_size * config.accumulate_steps)
     if remainder or per_micro_batch < 1:
         raise ValueError(
             f"train: batch_size {config.batch_size} must be a multiple of processes x accumulate_steps "
             f"({context.world_size} x {config.accumulate_steps})"
         )
+    return per_micro_batch
+
+
+def build_sampler(config: TrainConfig, data: RunData, context: DistributedContext) -> tuple[MixingSampler, int]:
+    """This process's sampler of mixed micro-batches, and the optimiser steps per epoch."""
+    per_micro_batch = micro_batch_size(config, context)
     ratios = [config.data.ratio] + [source.ratio for source in config.sources]
     counts = allocate(per_micro_batch, ratios, [source.unit_size for source in data.sources])
     sampler = MixingSampler([source.units for source in data.sources], counts, config.seed, context.rank, context.world_size,

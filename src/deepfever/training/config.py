@@ -289,7 +289,9 @@ class TrainConfig:
             raise ValueError(f"select_from_epoch ({self.select_from_epoch}) is after the last epoch ({self.epochs}), so no model "
                              f"would be exported; set select_from_epoch to at most epochs")
         check_export_name(self.export_name)
-        self._check_loss_terms()
+        if self.batch_size % self.accumulate_steps:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of accumulate_steps ({self.accumulate_steps}), "
+                             "so every micro-batch holds the same number of images")
         if self.data.class_balance and not self.loss.logit_adjust:
             # Resampled batches shift the prior the raw logits learn; only logit adjustment records which one.
             raise ValueError("data.class_balance needs loss.logit_adjust > 0, so the model's raw logits keep a prior its metadata can state")
@@ -306,9 +308,10 @@ class TrainConfig:
                 source = SourceSection(**source)
             built.append(source)
         object.__setattr__(self, "sources", tuple(built))
+        self._check_loss_terms()
 
     def _check_loss_terms(self) -> None:
-        """Combinations the task would refuse only after the data and models are loaded."""
+        """Loss weights that cannot work with the rest of the config, refused before any data is loaded."""
         if not any(getattr(self.loss, name) for name in LOSS_TERMS):
             raise ValueError(f"every loss weight is 0; set at least one of loss.{', loss.'.join(LOSS_TERMS)}")
         distilling = bool(self.loss.distill_kl or self.loss.distill_embedding)
@@ -316,3 +319,6 @@ class TrainConfig:
             raise ValueError("distill.teacher and a distillation weight (loss.distill_kl, loss.distill_embedding) go together; "
                              f"got teacher {self.distill.teacher or 'unset'}, distill_kl={self.loss.distill_kl}, "
                              f"distill_embedding={self.loss.distill_embedding}")
+        if self.loss.triplet and not any(source.triplets for source in self.sources):
+            raise ValueError("loss.triplet > 0 needs a source of vote triplets (sources[].triplets > 0), or the term never "
+                             "sees a triplet; add one or set loss.triplet=0")

@@ -28,7 +28,7 @@ import torch
 from deepfever.models.preprocess import normalize
 from deepfever.training.augment import augment_batch
 from deepfever.training.build import (build_optimizer, build_sampler, build_student, check_output_dir, environment_report,
-                                      load_run_data, lr_factor, wrap_for_training)
+                                      load_run_data, lr_factor, micro_batch_size, wrap_for_training)
 from deepfever.training.config import TrainConfig
 from deepfever.training.data import assemble, has_labels
 from deepfever.training.distributed import DistributedContext, init_distributed
@@ -67,6 +67,7 @@ class Trainer:
         self.output = Path(config.output_dir)
         self.last_checkpoint = self.output / "checkpoints" / "last.safetensors"
         check_output_dir(config, self.last_checkpoint, resume, overwrite)
+        micro_batch_size(config, context)  # refused before any data is loaded
         context.barrier()  # every rank has checked the output folder before rank 0 writes into it
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
