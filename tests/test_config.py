@@ -36,3 +36,38 @@ def test_shipped_config_loads():
 
     config = load_config(TrainConfig, REPO / "configs" / "ferplus.yaml")
     assert config.model.arch == "fevernet_s" and config.export_name == "fevernet_s.ferplus"
+
+
+def test_every_shipped_training_config_loads():
+    from conftest import REPO
+
+    paths = [path for path in sorted((REPO / "configs").glob("*.yaml")) if "\nepochs:" in path.read_text()]
+    assert len(paths) >= 5
+    for path in paths:
+        load_config(TrainConfig, path)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("eval_triplets=100000000", "eval_triplets must be at most 1,000,000"),
+    ("sources=[{name: votes, format: ferplus, root: x, triplets: 100000000}]", r"sources\[votes\].triplets must be at most"),
+    ("batch_size=100000000", "batch_size must be at most"),
+    ("model.embedding_dim=100000000", "model.embedding_dim must be at most"),
+    ("model.input_size=100000", "model.input_size must be at most"),
+    ("num_threads=100000000", "num_threads must be at most"),
+    ("select_from_epoch=31", r"select_from_epoch \(31\) is after the last epoch \(30\)"),
+    ("loss.distill_kl=1.0", "distill.teacher and a distillation weight"),
+    ("distill.teacher=teacher.safetensors", "distill.teacher and a distillation weight"),
+    ("loss.soft_ce=0", "every loss weight is 0"),
+    ("loss.triplet=1.0", "loss.triplet > 0 needs a source of vote triplets"),
+    ("accumulate_steps=5", r"batch_size \(64\) must be a multiple of accumulate_steps \(5\)"),
+])
+def test_sizes_and_impossible_combinations_are_refused_at_load(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(TrainConfig, None, [override])
+
+
+@pytest.mark.parametrize("name", ["/tmp/model", "../model", "sub/model", "..", ".", "", "a\\b", "metrics", "environment"])
+def test_export_name_must_be_a_plain_name_that_stays_inside_output_dir(name):
+    with pytest.raises(ValueError, match="export_name"):
+        load_config(TrainConfig, None, [f"export_name='{name}'"])
+    assert load_config(TrainConfig, None, ["export_name=fevernet_s.tiny"]).export_name == "fevernet_s.tiny"

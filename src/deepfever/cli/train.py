@@ -21,6 +21,8 @@ def run(args: argparse.Namespace) -> int:
     from deepfever.training.config import TrainConfig
     from deepfever.training.loop import train
 
+    if args.stop_after_epochs < 0:
+        raise ValueError(f"--stop-after-epochs must be 0 (run to the end) or more, got {args.stop_after_epochs}")
     config = load_config(TrainConfig, args.config, args.overrides)
     result = train(config, resume=args.resume, overwrite=args.overwrite, stop_after_epochs=args.stop_after_epochs)
     print(json.dumps(result, indent=2))

@@ -36,10 +36,25 @@ def save_model(model: ExpressionModel, path: str | Path, info: dict[str, Any] | 
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     with atomic_write(weights) as tmp:
         save_file(state, str(tmp))
-    document = {"model": model.config.to_dict(), "deepfever_version": __version__, **(info or {})}
+    _write_sidecar(weights, {"model": model.config.to_dict(), "deepfever_version": __version__, **(info or {})})
+    return weights
+
+
+def update_model_info(path: str | Path, section: str, values: dict[str, Any]) -> None:
+    """Merge ``values`` into one provenance section of a saved model's sidecar, e.g. a score measured after export.
+
+    The weights and the ``model`` config stay as ``save_model`` wrote them; the sidecar is replaced atomically.
+    """
+    if section == "model":
+        raise ValueError("update_model_info: the 'model' config is written with the weights only; save the model again")
+    document = read_model_info(path)
+    document.setdefault(section, {}).update(values)
+    _write_sidecar(path, document)
+
+
+def _write_sidecar(weights: str | Path, document: dict[str, Any]) -> None:
     with atomic_write(sidecar_path(weights)) as tmp:
         tmp.write_text(json.dumps(document, indent=2) + "\n")
-    return weights
 
 
 def read_model_info(path: str | Path) -> dict[str, Any]:

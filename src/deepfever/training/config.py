@@ -15,6 +15,35 @@ from deepfever.training.augment import AugmentConfig
 
 CHANNELS = {"grey": 1, "rgb": 3}
 
+MAX_TRIPLETS = 1_000_000
+"""Most vote triplets a run samples per set (``eval_triplets``, ``sources[].triplets``): sampling draws 4 candidates
+per triplet, so the bound keeps a typo from allocating gigabytes before the first step."""
+MAX_BATCH_SIZE = 65_536
+MAX_EMBEDDING_DIM = 65_536
+MAX_INPUT_SIZE = 1024
+MAX_THREADS = 1024
+LOSS_TERMS = ("soft_ce", "ccc", "triplet", "distill_kl", "distill_embedding")
+"""The weighted terms of the training objective, in the order the run logs them."""
+RUN_FILES = ("config.yaml", "environment.json", "metrics.csv", "metrics.json", "curves.png", "checkpoints")
+"""What a run writes into ``output_dir`` beside the exported model; ``export_name`` must not collide with them."""
+
+
+def check_at_most(name: str, value: int, limit: int) -> None:
+    """Refuse a count or size that would allocate more than any run needs, before anything is allocated."""
+    if value > limit:
+        raise ValueError(f"{name} must be at most {limit:,}, got {value:,}; sizes above that only exhaust memory")
+
+
+def check_export_name(name: str) -> None:
+    """``export_name`` is a plain file name, so the model lands inside ``output_dir`` and nowhere else."""
+    plain = bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
+    if not plain:
+        raise ValueError(f"export_name must be a plain file name without folders (e.g. fevernet_s.ferplus), got {name!r}; "
+                         "the model is written inside output_dir, so set output_dir to choose the folder")
+    taken = [run_file for run_file in RUN_FILES if run_file in (f"{name}.json", f"{name}.safetensors")]
+    if taken:
+        raise ValueError(f"export_name {name!r} would replace the run's own {taken[0]}; choose another name")
+
 
 @dataclass(frozen=True)
 class ModelSection:
@@ -41,6 +70,8 @@ class ModelSection:
             raise ValueError(f"model.embedding_dim must be at least 1, got {self.embedding_dim}")
         if self.input_size < 16:
             raise ValueError(f"model.input_size must be at least 16 pixels, got {self.input_size}")
+        check_at_most("model.embedding_dim", self.embedding_dim, MAX_EMBEDDING_DIM)
+        check_at_most("model.input_size", self.input_size, MAX_INPUT_SIZE)
         if self.channels not in CHANNELS:
             raise ValueError(f"model.channels must be one of {', '.join(CHANNELS)}, got {self.channels!r}")
 
@@ -153,6 +184,7 @@ class SourceSection(FacePathFields):
             raise ValueError(f"SourceSection {self.name!r}: set exactly one of format (a dataset format) or glob (image files)")
         if self.triplets and not self.format:
             raise ValueError(f"SourceSection {self.name!r}: triplets need rater votes, so a format, not a glob")
+        check_at_most(f"sources[{self.name}].triplets", self.triplets, MAX_TRIPLETS)
 
 
 @dataclass(frozen=True)
@@ -248,6 +280,18 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.steps_per_epoch < 0 or self.checkpoint_every_steps < 0 or self.eval_triplets < 0:
             raise ValueError("steps_per_epoch, checkpoint_every_steps and eval_triplets must be 0 (off/auto) or more")
+        check_at_most("eval_triplets", self.eval_triplets, MAX_TRIPLETS)
+        check_at_most("batch_size", self.batch_size, MAX_BATCH_SIZE)
+        check_at_most("num_threads", self.num_threads, MAX_THREADS)
+        if self.num_threads < 0:
+            raise ValueError(f"num_threads must be 0 (torch's default) or more, got {self.num_threads}")
+        if self.select_from_epoch > self.epochs:
+            raise ValueError(f"select_from_epoch ({self.select_from_epoch}) is after the last epoch ({self.epochs}), so no model "
+                             f"would be exported; set select_from_epoch to at most epochs")
+        check_export_name(self.export_name)
+        if self.batch_size % self.accumulate_steps:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of accumulate_steps ({self.accumulate_steps}), "
+                             "so every micro-batch holds the same number of images")
         if self.data.class_balance and not self.loss.logit_adjust:
             # Resampled batches shift the prior the raw logits learn; only logit adjustment records which one.
             raise ValueError("data.class_balance needs loss.logit_adjust > 0, so the model's raw logits keep a prior its metadata can state")
@@ -264,3 +308,17 @@ class TrainConfig:
                 source = SourceSection(**source)
             built.append(source)
         object.__setattr__(self, "sources", tuple(built))
+        self._check_loss_terms()
+
+    def _check_loss_terms(self) -> None:
+        """Loss weights that cannot work with the rest of the config, refused before any data is loaded."""
+        if not any(getattr(self.loss, name) for name in LOSS_TERMS):
+            raise ValueError(f"every loss weight is 0; set at least one of loss.{', loss.'.join(LOSS_TERMS)}")
+        distilling = bool(self.loss.distill_kl or self.loss.distill_embedding)
+        if distilling != bool(self.distill.teacher):
+            raise ValueError("distill.teacher and a distillation weight (loss.distill_kl, loss.distill_embedding) go together; "
+                             f"got teacher {self.distill.teacher or 'unset'}, distill_kl={self.loss.distill_kl}, "
+                             f"distill_embedding={self.loss.distill_embedding}")
+        if self.loss.triplet and not any(source.triplets for source in self.sources):
+            raise ValueError("loss.triplet > 0 needs a source of vote triplets (sources[].triplets > 0), or the term never "
+                             "sees a triplet; add one or set loss.triplet=0")

@@ -7,7 +7,6 @@ student learns the teacher's function rather than its answers on clean images on
 """
 from __future__ import annotations
 
-import hashlib
 import inspect
 from dataclasses import replace
 from pathlib import Path
@@ -16,16 +15,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepfever.io.hashing import file_sha256
 from deepfever.models import ExpressionModel, ModelConfig, load_model
 from deepfever.models.checkpoint import build_model, resolve_weights
 from deepfever.models.prior import PRIOR_FLOOR
 from deepfever.models.registry import architecture_entrypoint
-from deepfever.training.config import DistillSection, LossSection, ModelSection
+from deepfever.training.config import LOSS_TERMS as TERMS, DistillSection, LossSection, ModelSection
 from deepfever.training.data import has_labels
 from deepfever.training.losses import ConcordanceLoss, EmbeddingDistillation, FecTripletLoss, SoftCrossEntropy, SoftenedKLDivergence
-
-TERMS = ("soft_ce", "ccc", "triplet", "distill_kl", "distill_embedding")
-
 
 def active_terms(loss: LossSection) -> tuple[str, ...]:
     """Terms with a non-zero weight, in a fixed order."""
@@ -173,4 +170,4 @@ def _load_initial_weights(model: ExpressionModel, name_or_path: str) -> dict[str
 
 
 def _provenance(path: Path) -> dict[str, Any]:
-    return {"model": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return {"model": str(path.resolve()), "sha256": file_sha256(path)}
