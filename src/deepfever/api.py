@@ -23,7 +23,7 @@ from deepfever.io.inputs import VIDEO_SUFFIXES, expand_inputs
 from deepfever.models import DEFAULT_MODEL, load_model
 from deepfever.models.checkpoint import resolve_weights
 from deepfever.models.fuse import fuse_batchnorm
-from deepfever.models.prior import prior_offset
+from deepfever.models.prior import prior_offset, resolve_prior
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,8 @@ class Extractor:
         batch_size: faces per model batch; faces from several images share a batch.
         flip_tta: average each face with its mirror image (2x slower, slightly more accurate).
         prior: class prior the emotion probabilities assume: ``uniform`` (every expression equally likely a
-            priori; what transfers to new data) or ``train`` (the training data's, e.g. FER+'s 32 % neutral);
+            priori; for data whose classes are balanced), ``train`` (the training data's, e.g. FER+'s 32 %
+            neutral; for FER+-like data) or a strength in [0, 1] between them (0 = train, 1 = uniform);
             None: the model's recorded ``output_prior``. See ``deepfever.models.prior``.
         backend: ``torch`` or ``onnxruntime`` (the ``onnx`` extra; with an int8 export, the fast CPU path).
 
@@ -103,7 +104,7 @@ class Extractor:
         detector_options: dict[str, Any] | None = None,
         batch_size: int = 64,
         flip_tta: bool = False,
-        prior: str | None = None,
+        prior: str | float | None = None,
         backend: str = "torch",
     ) -> None:
         self.model = model
@@ -145,7 +146,7 @@ class Extractor:
         self.template_ = AlignmentTemplate.from_dict(config.template)
         if self.template_.size != config.input_size:
             raise ValueError(f"Extractor.load: template size {self.template_.size} != model input size {config.input_size}")
-        self.prior_ = self.prior or config.output_prior
+        self.prior_ = resolve_prior(config, self.prior, "Extractor: prior")
         prior_offset(config, self.prior_)  # a prior the model cannot give is refused now, not at the first face
         self.class_names_ = list(config.class_names)
         self.heads_ = tuple(config.trained_heads)
