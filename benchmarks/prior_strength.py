@@ -9,6 +9,7 @@ no part in the choice; they are then reported once for the chosen tau beside tau
 8-class accuracy with flip TTA (as ``generality.py``), CK+48 zero-shot on its 6 shared classes, crops resized,
 single crop (as ``ckplus_zero_shot.py``).
 Caveat: the packaged models trained on the whole of FER2013Train, so this slice was in their training data.
+How firm the choice is: the rule applied to bootstrap resamples of the slice (seed 0), chosen tau's quantiles.
 Run: .venv/bin/python benchmarks/prior_strength.py [--models fevernet_s.ferplus ...] [--step 0.05]
 Writes benchmarks/results/prior_strength.json and benchmarks/results/prior_strength.png.
 """
@@ -37,24 +38,47 @@ def holdout_slice(size: int, in_chans: int) -> tuple[np.ndarray, np.ndarray]:
     return held_out.images, held_out.labels
 
 
-def strength_curve(model, images: np.ndarray, labels: np.ndarray, grid: np.ndarray) -> list[dict]:
-    """Accuracy, macro recall and per-class recall of the single-crop predictions at each strength.
+def strength_predictions(model, images: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """(strengths, images) single-crop predicted classes.
 
     The model runs once: a strength only adds ``prior_offset`` to the raw logits, and the log of the
     native-prior probabilities differs from those logits by a per-image constant, so the argmax is the same.
     """
     log_native = np.log(np.maximum(predict_arrays(model, images, prior=native_prior(model.config))["probabilities"], 1e-30))
+    offsets = [prior_offset(model.config, float(tau)) for tau in grid]
+    return np.stack([(log_native + (offset if offset is not None else 0.0)).argmax(1) for offset in offsets])
+
+
+def strength_curve(predictions: np.ndarray, labels: np.ndarray, grid: np.ndarray, class_names) -> list[dict]:
+    """Accuracy, macro recall (over the classes present) and per-class recall at each strength."""
     points = []
-    for tau in grid:
-        offset = prior_offset(model.config, float(tau))
-        predicted = (log_native + (offset if offset is not None else 0.0)).argmax(1)
-        summary = classification_summary(labels, predicted, model.config.class_names)
+    for tau, predicted in zip(grid, predictions):
+        summary = classification_summary(labels, predicted, class_names)
         present = [name for name, values in summary["per_class"].items() if values["support"] > 0]
         recall = {name: summary["per_class"][name]["recall"] for name in present}
         macro_recall = float(np.mean(list(recall.values())))
         points.append({"tau": round(float(tau), 4), "accuracy": summary["accuracy"], "macro_recall": macro_recall,
                        "score": (summary["accuracy"] + macro_recall) / 2, "per_class_recall": recall})
     return points
+
+
+def bootstrap_choices(predictions: np.ndarray, labels: np.ndarray, grid: np.ndarray, resamples: int, seed: int = 0) -> dict:
+    """The rule applied to ``resamples`` bootstrap resamples of the images: how much the chosen tau moves."""
+    rng = np.random.default_rng(seed)
+    counts = np.stack([np.bincount(rng.integers(0, len(labels), len(labels)), minlength=len(labels)) for _ in range(resamples)])
+    correct = (predictions == labels).astype(np.float64)  # (strengths, images)
+    accuracy = counts @ correct.T / len(labels)  # (resamples, strengths)
+    recalls = []
+    for label in np.unique(labels):
+        member = labels == label
+        support = counts @ member
+        with np.errstate(invalid="ignore", divide="ignore"):
+            recalls.append((counts @ (correct * member).T) / support[:, None])  # NaN where a resample lacks the class
+    score = (accuracy + np.nanmean(np.stack(recalls), axis=0)) / 2
+    chosen = grid[score.argmax(1)]  # argmax takes the first maximum: the smaller tau on a tie
+    values, times = np.unique(chosen, return_counts=True)
+    return {"resamples": resamples, "seed": seed, "quantiles": {f"{q:g}": float(np.quantile(chosen, q)) for q in (0.1, 0.25, 0.5, 0.75, 0.9)},
+            "share": {f"{value:g}": round(float(count / resamples), 4) for value, count in zip(values, times)}}
 
 
 def direct_accuracy(model, images: np.ndarray, labels: np.ndarray, tau: float) -> float:
@@ -99,6 +123,7 @@ def main() -> None:
                         help="packaged model names or .safetensors paths (default: every packaged model that records its training prior)")
     parser.add_argument("--step", type=float, default=0.05, help="grid step of tau in (0, 1]")
     parser.add_argument("--ckplus-root", default=str(SHARED / "data" / "ckplus48"))
+    parser.add_argument("--bootstrap", type=int, default=1000, help="resamples of the held-out slice to see how firm the choice is")
     parser.add_argument("--name", default="prior_strength", help="results file stem (JSON and PNG)")
     args = parser.parse_args()
     names = args.models or [name for name in list_pretrained() if load_model(name).config.class_prior is not None]
@@ -111,13 +136,16 @@ def main() -> None:
         if key not in cache:
             cache[key] = holdout_slice(*key)
         images, labels = cache[key]
-        points = strength_curve(model, images, labels, grid)
+        predictions = strength_predictions(model, images, grid)
+        points = strength_curve(predictions, labels, grid, model.config.class_names)
         chosen = choose(points)
         direct = direct_accuracy(model, images, labels, chosen)
         curve_accuracy = next(point["accuracy"] for point in points if point["tau"] == chosen)
         if abs(direct - curve_accuracy) > 1e-3:
             raise SystemExit(f"{name}: the one-pass curve gives accuracy {curve_accuracy:.4f} at tau {chosen:g}, predict_arrays {direct:.4f}")
-        curves[name] = {"n": int(len(labels)), "chosen_tau": chosen, "direct_accuracy_at_chosen": direct, "points": points}
+        curves[name] = {"n": int(len(labels)), "chosen_tau": chosen, "direct_accuracy_at_chosen": direct,
+                        "bootstrap": bootstrap_choices(predictions, labels, grid, args.bootstrap), "points": points}
+        print(f"  bootstrap of the choice: {curves[name]['bootstrap']['quantiles']}")
         print(f"{name}: chosen tau {chosen:g} on {len(labels)} held-out images; "
               + ", ".join(f"tau {p['tau']:g}: acc {p['accuracy']:.4f} macro recall {p['macro_recall']:.4f}" for p in points if p["tau"] in (0, chosen, 1)))
         checks[name] = {}
