@@ -52,7 +52,7 @@ def test_extractor_defaults_come_from_the_defaults_module_and_the_model():
 
 def test_cli_extract_builds_the_default_extractor():
     from deepfever.api import Extractor
-    from deepfever.cli.extract import build_extractor
+    from deepfever.cli._common import build_extractor
 
     args = _parsed(["extract", "photo.jpg", "-o", "out.parquet"])
     built = build_extractor(args).get_params()

@@ -180,7 +180,8 @@ def test_cli_evaluate_fit_predict(pattern_dataset, model_files, tmp_path, capsys
     assert (tmp_path / "clf.failures.csv").read_text().splitlines()[1:] == [f"{pattern_dataset / 'images' / 'gone.png'},no such file"]
 
     predictions = tmp_path / "columns.csv"
-    assert main(["probe", "predict", str(clf), str(pattern_dataset / "images" / "columns"), "-o", str(predictions), "--device", "cpu"]) == 0
+    assert main(["probe", "predict", str(clf), str(pattern_dataset / "images" / "columns"), "-o", str(predictions), "--device", "cpu",
+                 "--detector", "none"]) == 0  # the inputs are crops: asked for explicitly
     import pandas as pd
 
     table = pd.read_csv(predictions)
@@ -238,3 +239,45 @@ def test_whole_photos_taken_as_crops_are_warned_about(model_files, tmp_path, cap
     assert main(["probe", "evaluate", str(big), "--model", model, "--device", "cpu", "--folds", "2", "--learning-curve", "none",
                  "--detector", "none"]) == 0
     assert "4 of 4 images are larger than 192 px" in caplog.text and "drop --detector none" in caplog.text
+
+
+def test_a_classifier_fitted_on_crops_detects_faces_in_photos(shared, pattern_dataset, model_files, tmp_path, caplog):
+    """Issue 16: a crop-fitted classifier (detector none) gave one row per group photo; now one row per face."""
+    import pandas as pd
+
+    from deepfever.api import Extractor
+
+    model = str(model_files[0])
+    clf = tmp_path / "clf"
+    assert main(["probe", "fit", str(pattern_dataset / "images"), "--model", model, "--device", "cpu", "--detector", "none",
+                 "--folds", "2", "--learning-curve", "none", "-o", str(clf)]) == 0
+    assert load_classifier(clf).face_stage["detector"] == "none"
+    photo = shared / "data" / "photos" / "selfie-many-people.jpg"
+    faces = len(Extractor(model=model, device="cpu").extract([photo]))
+    assert faces > 1
+    predictions = tmp_path / "selfie.csv"
+    assert main(["probe", "predict", str(clf), str(photo), "-o", str(predictions), "--device", "cpu"]) == 0
+    table = pd.read_csv(predictions)
+    assert len(table) == faces and sorted(table["face"]) == list(range(faces))
+    warning = [record.getMessage() for record in caplog.records if "face stage differs" in record.getMessage()]
+    assert len(warning) == 1 and "\n" not in warning[0]
+    assert f"detector 'none' when fitted, '{DEFAULT_DETECTOR}' now" in warning[0] and "--detector none" in warning[0]
+    explicit = tmp_path / "whole.csv"  # the whole photo as one face only when asked for
+    assert main(["probe", "predict", str(clf), str(photo), "-o", str(explicit), "--device", "cpu", "--detector", "none"]) == 0
+    assert len(pd.read_csv(explicit)) == 1
+
+
+def test_face_stage_mismatch_is_named_in_one_line():
+    from deepfever.evaluation.classifier_io import detector_for_photos
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 10)
+    classifier = SavedClassifier.from_pipeline(fit_classifier(rng.normal(size=(20, 4)) + labels[:, None], labels), ["a", "b"],
+                                               {"extractor": {**FINGERPRINT, "detector": "mtcnn"}})
+    assert classifier.face_stage == {**FINGERPRINT, "detector": "mtcnn"}
+    assert classifier.face_stage_mismatch({**FINGERPRINT, "detector": "mtcnn"}) is None
+    line = classifier.face_stage_mismatch({**FINGERPRINT, "detector": "yunet", "crop_size": 64})
+    assert line == "the face stage differs from the classifier's: detector 'mtcnn' when fitted, 'yunet' now; crop_size 48 when fitted, 64 now"
+    assert detector_for_photos(None, "mtcnn", "yunet") == "mtcnn"
+    assert detector_for_photos(None, "none", "yunet") == "yunet" and detector_for_photos(None, None, "yunet") == "yunet"
+    assert detector_for_photos("none", "mtcnn", "yunet") == "none"

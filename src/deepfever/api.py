@@ -26,11 +26,11 @@ from deepfever.io.images import IMAGE_SUFFIXES, as_rgb_uint8
 from deepfever.io.inputs import VIDEO_SUFFIXES, expand_inputs
 from deepfever.models import load_model
 from deepfever.models.checkpoint import resolve_weights
-from deepfever.models.config import OUTPUT_PRIORS
+from deepfever.models.config import normalize_prior
 from deepfever.models.fuse import fuse_batchnorm
 from deepfever.models.onnx_runtime import BACKENDS
 from deepfever.models.predict import predict_arrays
-from deepfever.models.prior import prior_offset
+from deepfever.models.prior import prior_offset, resolve_prior
 from deepfever.pipeline import ExtractionReport, FaceEngine, FaceStage
 from deepfever.pipeline.rows import row_columns
 
@@ -82,7 +82,8 @@ class Extractor:
         batch_size: faces per model batch; faces from several images share a batch.
         flip_tta: average each face with its mirror image (2x slower, slightly more accurate).
         prior: class prior the emotion probabilities assume: ``uniform`` (every expression equally likely a
-            priori; what transfers to new data) or ``train`` (the training data's, e.g. FER+'s 32 % neutral);
+            priori; for data whose classes are balanced), ``train`` (the training data's, e.g. FER+'s 32 %
+            neutral; for FER+-like data) or a strength in [0, 1] between them (0 = train, 1 = uniform);
             None: the model's recorded ``output_prior``. See ``deepfever.models.prior``.
         backend: ``torch`` or ``onnxruntime`` (the ``onnx`` extra; with an int8 export, the fast CPU path).
 
@@ -106,7 +107,7 @@ class Extractor:
         detector_options: dict[str, Any] | None = None,
         batch_size: int = defaults.BATCH_SIZE,
         flip_tta: bool = defaults.FLIP_TTA,
-        prior: str | None = defaults.OUTPUT_PRIOR,
+        prior: str | float | None = defaults.OUTPUT_PRIOR,
         backend: str = "torch",
     ) -> None:
         self.model = model
@@ -161,8 +162,11 @@ class Extractor:
             problems.append(f"batch_size must be an integer of at least 1, got {self.batch_size!r}")
         if not isinstance(self.flip_tta, bool):
             problems.append(f"flip_tta must be True or False, got {self.flip_tta!r}")
-        if self.prior is not None and self.prior not in OUTPUT_PRIORS:
-            problems.append(f"prior must be one of {', '.join(OUTPUT_PRIORS)} or None (the model's), got {self.prior!r}")
+        if self.prior is not None:
+            try:
+                normalize_prior(self.prior)
+            except ValueError as error:
+                problems.append(f"{error} (or None: the model's)")
         if self.backend not in BACKENDS:
             problems.append(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if problems:
@@ -192,7 +196,7 @@ class Extractor:
         except ValueError as error:
             raise ValueError(f"Extractor.load: {self.model}: {error}") from error
         self.template_ = self.stage_.template
-        self.prior_ = self.prior or config.output_prior
+        self.prior_ = resolve_prior(config, self.prior, "Extractor: prior")
         prior_offset(config, self.prior_)  # a prior the model cannot give is refused now, not at the first face
         self.class_names_ = list(config.class_names)
         self.heads_ = tuple(config.trained_heads)

@@ -26,8 +26,19 @@ def add_extractor_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="faces per model batch")
     parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
                         help="run the model in torch or ONNX Runtime (the onnx extra; --model FILE.int8.onnx is the fast CPU path)")
-    parser.add_argument("--prior", choices=("uniform", "train"), default=None,
-                        help="class prior of the probabilities: uniform, or the training data's (default: the model's recorded one)")
+    parser.add_argument("--prior", type=prior_argument, default=None, metavar="{train,uniform,0..1}",
+                        help="class prior of the probabilities: train (the training data's, for FER+-like data), uniform "
+                             "(balanced classes) or a strength between them, e.g. 0.5 (default: the model's recorded one)")
+
+
+def prior_argument(text: str) -> str | float:
+    """``--prior`` as the one canonical prior value; a bad value is an argparse error naming the flag."""
+    from deepfever.models.config import normalize_prior  # only when --prior is given
+
+    try:
+        return normalize_prior(text, "the value")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def build_extractor(args: argparse.Namespace, device: str | None = None) -> Extractor:

@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("-o", "--output", required=True, help="OUT.csv, OUT.parquet, OUT.jsonl or OUT.npz")
     add_extractor_arguments(predict)
     predict.set_defaults(model=None, detector=None, handler=run_predict)  # None: as recorded in the classifier
-    predict.epilog = "Faces are detected with the detector the classifier was fitted with (recorded in it) unless --detector says otherwise."
+    predict.epilog = (f"Faces are detected with the detector the classifier was fitted with (recorded in it), or {DEFAULT_DETECTOR} when "
+                      "it was fitted on ready crops (detector none); pass --detector none when the inputs are face crops themselves.")
     predict.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 
@@ -114,7 +115,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from deepfever.cli._common import write_outputs
     from deepfever.evaluation._probe_data import warn_unless_crops
     from deepfever.io.failures import failures_path_for
-    from deepfever.evaluation.classifier_io import load_classifier
+    from deepfever.evaluation.classifier_io import detector_for_photos, load_classifier
     from deepfever.io.atomic import refuse_overwrite
     from deepfever.io.inputs import expand_inputs
     from deepfever.io.tables import check_table_path
@@ -125,10 +126,13 @@ def run_predict(args: argparse.Namespace) -> int:
     refuse_overwrite(failures_path_for(output), args.overwrite)
     recorded = classifier.info.get("extractor", {})
     args.model = args.model or recorded.get("model")
-    args.detector = args.detector or recorded.get("detector", DEFAULT_DETECTOR)
+    args.detector = detector_for_photos(args.detector, recorded.get("detector"), DEFAULT_DETECTOR)
     files = expand_inputs(args.inputs)
     extractor = build_extractor(args).load()
     classifier.check_fingerprint(extractor.fingerprint_)  # before any image is read
+    mismatch = classifier.face_stage_mismatch({**extractor.fingerprint_, "detector": args.detector})
+    if mismatch:
+        logger.warning("probe predict: %s", mismatch)
     with tqdm(total=len(files), unit="file", file=sys.stderr, disable=None) as bar:
         frame = extractor.extract(files, progress=bar.update)
     warn_unless_crops(frame, args.detector, extractor.fingerprint_["crop_size"])

@@ -3,7 +3,9 @@
 Why not pickle or joblib: loading one runs arbitrary code and breaks across scikit-learn versions.
 Prediction re-implements the forward pass in NumPy from the saved arrays, so a classifier file needs
 neither. The JSON names the extractor (model, template, crop size) whose vectors the classifier was
-fitted on: vectors of another model live in another space, so such a classifier is refused.
+fitted on: vectors of another model live in another space, so such a classifier is refused. It also
+records the face stage (detector, template, crop size, model) the vectors came from, so applying it to
+photos detects faces as it was fitted, and a different face stage is named.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from deepfever.io.hashing import file_sha256
 FORMAT = "deepfever-classifier"
 FORMAT_VERSION = 1
 FINGERPRINT_KEYS = ("model_id", "template_id", "crop_size")
+FACE_STAGE_KEYS = ("detector", *FINGERPRINT_KEYS)
 # Keys that describe the files themselves: written by ``save_classifier``, never carried in ``info``.
 _FILE_KEYS = ("format", "format_version", "classifier", "class_names", "input_dim", "layers", "weights_file",
               "weights_sha256", "deepfever_version")
@@ -102,6 +105,21 @@ class SavedClassifier:
         """Class names (N,) of the most probable class."""
         return np.asarray(self.class_names)[self.predict_proba(features).argmax(axis=1)]
 
+    @property
+    def face_stage(self) -> dict[str, Any]:
+        """The face stage the fitted vectors came from: detector, model, template and crop size (None: not recorded)."""
+        saved = self.info.get("extractor", {})
+        return {key: saved.get(key) for key in FACE_STAGE_KEYS}
+
+    def face_stage_mismatch(self, used: dict[str, Any]) -> str | None:
+        """One line naming each part of the face stage ``used`` that differs from the recorded one; None when they agree."""
+        differences = [f"{key} {recorded!r} when fitted, {used.get(key)!r} now" for key, recorded in self.face_stage.items()
+                       if recorded is not None and recorded != used.get(key)]
+        if not differences:
+            return None
+        hint = " (pass --detector none if the inputs are ready face crops)" if self.face_stage["detector"] == "none" else ""
+        return f"the face stage differs from the classifier's: {'; '.join(differences)}{hint}"
+
     def check_fingerprint(self, fingerprint: dict[str, Any]) -> None:
         """Raise ``FingerprintMismatchError`` unless ``fingerprint`` (``Extractor.fingerprint_``) is the saved one."""
         saved = self.info.get("extractor", {})
@@ -113,6 +131,17 @@ class SavedClassifier:
                 f"saved first). Vectors of different models are not comparable: use {hint}, or fit a new classifier "
                 "with `deepfever probe fit`"
             )
+
+
+def detector_for_photos(requested: str | None, recorded: str | None, default: str) -> str:
+    """The detector a classifier is applied with: ``requested``; else the ``recorded`` one if it finds faces; else ``default``.
+
+    ``none`` (each whole image taken as one face) is right for the ready crops a classifier may have been
+    fitted on, and wrong for photos: it is used only when asked for.
+    """
+    if requested:
+        return requested
+    return recorded if recorded and recorded != "none" else default
 
 
 def classifier_paths(path: str | Path) -> tuple[Path, Path]:

@@ -12,10 +12,11 @@ from deepfever.evaluation.metrics import classification_summary
 from deepfever.io.figures import save_figure
 from deepfever.models.predict import predict_arrays
 from deepfever.models.expression import ExpressionModel
+from deepfever.models.prior import resolve_prior
 
 
 def evaluate_ferplus(model: ExpressionModel, root: str, split: str = "valid", flip_tta: bool = True, device: str = "cpu",
-                     prior: str | None = None) -> dict[str, Any]:
+                     prior: str | float | None = None) -> dict[str, Any]:
     """Score ``model`` on FER+ ``split`` (images whose raters agree by FERPlus's majority rule).
 
     ``prior`` is the class prior of the probabilities (None: the model's recorded ``output_prior``).
@@ -28,7 +29,7 @@ def evaluate_ferplus(model: ExpressionModel, root: str, split: str = "valid", fl
     truth = np.array([sample.label for sample in samples])
     probabilities = predict_arrays(model, crops, flip_tta=flip_tta, device=device, prior=prior)["probabilities"]
     summary = classification_summary(truth, probabilities.argmax(1), model.config.class_names)
-    summary.update({"dataset": "ferplus", "split": split, "flip_tta": flip_tta, "prior": prior or model.config.output_prior,
+    summary.update({"dataset": "ferplus", "split": split, "flip_tta": flip_tta, "prior": resolve_prior(model.config, prior),
                     "skipped": dict(dataset[split].skipped)})
     return summary
 

@@ -18,6 +18,7 @@ import numpy as np
 from deepfever.evaluation.metrics import classification_summary
 from deepfever.models.predict import predict_arrays
 from deepfever.models.expression import ExpressionModel
+from deepfever.models.prior import resolve_prior
 
 CKPLUS_SHARED_CLASSES: tuple[str, ...] = ("anger", "disgust", "fear", "happy", "sad", "surprise")
 
@@ -41,7 +42,7 @@ def zero_shot_summary(probabilities: np.ndarray, labels: np.ndarray, class_names
 
 
 def ckplus_zero_shot(model: ExpressionModel, root: str, detector: str = "none", flip_tta: bool = False,
-                     prior: str | None = None, device: str = "cpu") -> dict[str, Any]:
+                     prior: str | float | None = None, device: str = "cpu") -> dict[str, Any]:
     """CK+48 zero-shot accuracy on its 6 shared classes, through the face path ``detector`` names.
 
     ``detector`` ``none`` feeds CK+48's own crops resized; ``mtcnn``/``yunet`` detect and align them to
@@ -52,6 +53,6 @@ def ckplus_zero_shot(model: ExpressionModel, root: str, detector: str = "none", 
     split = load_split("ckplus48", root, {}, "all", detector, "", model.config.input_size, model.config.in_chans)
     probabilities = predict_arrays(model, split.images, flip_tta=flip_tta, device=device, prior=prior)["probabilities"]
     summary = zero_shot_summary(probabilities, split.labels, model.config.class_names, CKPLUS_SHARED_CLASSES)
-    summary.update(dataset="ckplus48", detector=detector, flip_tta=flip_tta, prior=prior or model.config.output_prior,
+    summary.update(dataset="ckplus48", detector=detector, flip_tta=flip_tta, prior=resolve_prior(model.config, prior),
                    face_path=split.face_path)
     return summary

@@ -19,6 +19,23 @@ def default_face_stage() -> dict[str, str]:
             "grey": defaults.GREY}
 
 
+def normalize_prior(value: str | float, owner: str = "prior") -> str | float:
+    """The one spelling of an output prior: ``train`` (strength 0), ``uniform`` (1) or a strength between.
+
+    Accepts the names, a number in [0, 1] or its text (``"0.5"``, as the CLI passes it), so equal
+    priors compare equal in run identities and metadata. ``owner`` names the argument in the error.
+    """
+    if value in OUTPUT_PRIORS:
+        return value
+    try:
+        strength = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError):
+        strength = float("nan")
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"{owner} must be 'train', 'uniform' or a strength in [0, 1] (0 = train, 1 = uniform), got {value!r}")
+    return "train" if strength == 0.0 else "uniform" if strength == 1.0 else strength
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild a model and feed it the crops it was trained on.
@@ -29,8 +46,9 @@ class ModelConfig:
 
     ``class_prior`` is the emotion distribution of the training data. A model trained with a
     logit-adjusted loss (``logit_adjustment`` = tau > 0) has raw logits for *uniform* classes; one
-    trained without it has logits for the training prior. ``output_prior`` (``train`` or ``uniform``)
-    is what probabilities report by default; ``deepfever.models.prior`` converts between the two.
+    trained without it has logits for the training prior. ``output_prior`` (``train``, ``uniform`` or
+    a strength between them, see ``normalize_prior``) is what probabilities report by default;
+    ``deepfever.models.prior`` converts between them.
 
     ``face_stage`` completes ``template``, ``input_size`` and ``in_chans`` into the whole face stage
     the crops come from (``deepfever.pipeline.FaceStage``): the detector for photos, the landmark
@@ -49,15 +67,14 @@ class ModelConfig:
     template: dict[str, Any] | None = None
     class_prior: tuple[float, ...] | None = None
     logit_adjustment: float = 0.0
-    output_prior: str = "train"
+    output_prior: str | float = "train"
     face_stage: dict[str, str] = field(default_factory=default_face_stage)
 
     def __post_init__(self) -> None:
         if not isinstance(self.face_stage, dict) or set(self.face_stage) != set(FACE_STAGE_KEYS):
             raise ValueError(f"ModelConfig: face_stage must have exactly the keys {', '.join(FACE_STAGE_KEYS)}, "
                              f"got {self.face_stage!r}")
-        if self.output_prior not in OUTPUT_PRIORS:
-            raise ValueError(f"ModelConfig: output_prior must be one of {', '.join(OUTPUT_PRIORS)}, got {self.output_prior!r}")
+        object.__setattr__(self, "output_prior", normalize_prior(self.output_prior, "ModelConfig: output_prior"))
         if self.class_prior is not None and len(self.class_prior) != len(self.class_names):
             raise ValueError(f"ModelConfig: class_prior has {len(self.class_prior)} values for {len(self.class_names)} classes")
 

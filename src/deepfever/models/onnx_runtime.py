@@ -65,10 +65,10 @@ class OnnxModel:
                             "crop_size": int(metadata["crop_size"])}
 
     def predict_arrays(self, crops: np.ndarray, batch_size: int = 256, flip_tta: bool = False,
-                       prior: str | None = None) -> dict[str, np.ndarray]:
+                       prior: str | float | None = None) -> dict[str, np.ndarray]:
         """``probabilities``, ``embedding`` and ``valence_arousal`` of aligned crops, as ``predict_arrays`` gives.
 
-        ``prior`` (``train``, ``uniform``; None: the model's recorded one) as in ``predict_arrays``.
+        ``prior`` (``train``, ``uniform``, a strength in [0, 1]; None: the model's recorded one) as in ``predict_arrays``.
         """
         offset = prior_offset(self.config, prior)
         shift = offset if offset is not None else np.float32(0)

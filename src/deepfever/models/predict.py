@@ -12,12 +12,12 @@ from deepfever.models.prior import prior_offset
 @torch.inference_mode()
 def predict_arrays(
     model: ExpressionModel, crops: np.ndarray, batch_size: int = 256, flip_tta: bool = False, device: str | torch.device = "cpu",
-    prior: str | None = None,
+    prior: str | float | None = None,
 ) -> dict[str, np.ndarray]:
     """Return ``probabilities`` (N, classes), ``embedding`` (N, D) and ``valence_arousal`` (N, 2).
 
-    ``flip_tta`` averages the prediction of each crop and its mirror image. ``prior`` (``train`` or
-    ``uniform``; None: the model's recorded ``output_prior``) is the class prior the probabilities assume.
+    ``flip_tta`` averages the prediction of each crop and its mirror image. ``prior`` (``train``,
+    ``uniform`` or a strength in [0, 1]; None: the model's recorded ``output_prior``) is the class prior the probabilities assume.
     """
     was_training = model.training
     model.eval()
