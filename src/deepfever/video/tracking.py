@@ -87,57 +87,75 @@ def _area(boxes: np.ndarray) -> np.ndarray:
 
 
 APPEARANCE_BINS = (8, 4, 4)
-"""Hue, saturation and value bins of each part's histogram (128 values)."""
+"""Hue, saturation and value bins of each colour part's histogram (128 values)."""
 
 APPEARANCE_PARTS = (
-    (-0.1, -0.4, 1.1, 1.4),   # the whole: hair, face and collar
-    (-0.1, -0.4, 0.5, 1.4),   # its left half
-    (0.5, -0.4, 1.1, 1.4),    # its right half
-    (-0.1, -0.4, 1.1, 0.5),   # its top half: hair and eyes
-    (-0.1, 0.5, 1.1, 1.4),    # its bottom half: mouth and collar
+    (0.1, 0.1, 0.9, 0.9),   # the face without its border (no background, whatever the shot)
+    (0.1, 0.1, 0.5, 0.9),   # its left half
+    (0.5, 0.1, 0.9, 0.9),   # its right half
 )
-"""Regions of the descriptor as fractions of the face box (left, top, right, bottom). Each holds some
-hair or collar, which tell people apart more than skin does, and each half survives the other half
-being covered."""
+"""Colour regions of the descriptor as fractions of the face box (left, top, right, bottom); each half
+still matches when the other half is covered."""
 
-APPEARANCE_SIZE = len(APPEARANCE_PARTS) * int(np.prod(APPEARANCE_BINS))
+PATTERN_REGION, PATTERN_SIZE = (0.15, 0.15, 0.85, 0.6), (16, 8)
+"""The upper face (brows, eyes, nose bridge: little expression) as a grey (width, height) thumbnail."""
+
+APPEARANCE_SIZE = len(APPEARANCE_PARTS) * int(np.prod(APPEARANCE_BINS)) + int(np.prod(PATTERN_SIZE))
 """Length of an ``appearance_descriptor``."""
 
 
 def appearance_descriptor(rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """Colour histograms (HSV, square-rooted, unit length each) of a face with its hair and collar, and of its halves.
+    """What a face looks like, apart from where it is and what it expresses: colours and the upper face's pattern.
 
-    Colours tell two people apart but say little of expression. Kept per part so that a face half
-    hidden behind another (or by the frame's edge) still matches on the half that shows
-    (``appearance_similarity``). A part outside the image is all zeros.
+    Colour histograms (HSV, square-rooted, unit length) of the face inside its border and of its left
+    and right halves, then the upper face shrunk to a 16x8 grey thumbnail, zero mean and unit length.
+    Only pixels inside the face box count, so a new background after a cut or behind a walking person
+    changes nothing. A region outside the image is all zeros. Compare with ``appearance_similarity``.
     """
-    x1, y1, x2, y2 = (float(v) for v in box)
-    width, height = x2 - x1, y2 - y1
     bins = int(np.prod(APPEARANCE_BINS))
-    parts = np.zeros((len(APPEARANCE_PARTS), bins))
-    for number, (left, top, right, bottom) in enumerate(APPEARANCE_PARTS):
-        a, b = int(max(0, x1 + left * width)), int(min(rgb.shape[1], x1 + right * width))
-        c, d = int(max(0, y1 + top * height)), int(min(rgb.shape[0], y1 + bottom * height))
-        if b - a < 2 or d - c < 2:
+    parts = np.zeros(APPEARANCE_SIZE)
+    for number, region in enumerate(APPEARANCE_PARTS):
+        patch = _region(rgb, box, region)
+        if patch is None:
             continue
-        hsv = cv2.cvtColor(np.ascontiguousarray(rgb[c:d, a:b]), cv2.COLOR_RGB2HSV)
+        hsv = cv2.cvtColor(patch, cv2.COLOR_RGB2HSV)
         histogram = cv2.calcHist([hsv], [0, 1, 2], None, list(APPEARANCE_BINS), [0, 180, 0, 256, 0, 256]).ravel()
         root = np.sqrt(histogram / max(float(histogram.sum()), 1.0))
-        parts[number] = root / max(float(np.linalg.norm(root)), 1e-12)
-    return parts.ravel()
+        parts[number * bins:(number + 1) * bins] = root / max(float(np.linalg.norm(root)), 1e-12)
+    patch = _region(rgb, box, PATTERN_REGION)
+    if patch is not None:
+        grey = cv2.resize(cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY), PATTERN_SIZE, interpolation=cv2.INTER_AREA).astype(np.float64).ravel()
+        grey -= grey.mean()
+        norm = float(np.linalg.norm(grey))
+        parts[len(APPEARANCE_PARTS) * bins:] = grey / norm if norm > 1e-6 * grey.size else 0.0
+    return parts
+
+
+def _region(rgb: np.ndarray, box: np.ndarray, region: tuple[float, float, float, float]) -> np.ndarray | None:
+    """Pixels of ``region`` (fractions of ``box``) inside the image, or ``None`` when fewer than 2x2 remain."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    width, height = x2 - x1, y2 - y1
+    left, right = int(max(0, x1 + region[0] * width)), int(min(rgb.shape[1], x1 + region[2] * width))
+    top, bottom = int(max(0, y1 + region[1] * height)), int(min(rgb.shape[0], y1 + region[3] * height))
+    if right - left < 2 or bottom - top < 2:
+        return None
+    return np.ascontiguousarray(rgb[top:bottom, left:right])
 
 
 def appearance_similarity(gallery: np.ndarray, descriptors: np.ndarray) -> np.ndarray:
     """How alike (G, APPEARANCE_SIZE) stored descriptors and (N, APPEARANCE_SIZE) new ones are -> (N,) in [0, 1].
 
-    Per part the Bhattacharyya coefficient (1 for equal colours); a pair scores its best part (a face
-    half covered still matches on the half that shows), and a new descriptor its best match in the
-    gallery (a person seen in several poses).
+    The mean of two cues: colour, the best Bhattacharyya coefficient over the whole face and its halves
+    (a face half covered still matches on the half that shows), and pattern, the thumbnails'
+    correlation mapped to [0, 1]. A new descriptor scores its best match in the gallery (a person seen
+    over time, in several poses).
     """
-    count = len(APPEARANCE_PARTS)
-    g = np.asarray(gallery, np.float64).reshape(len(gallery), count, -1)
-    d = np.asarray(descriptors, np.float64).reshape(len(descriptors), count, -1)
-    return np.einsum("gpk,npk->gnp", g, d).max(axis=(0, 2))
+    count, bins = len(APPEARANCE_PARTS), int(np.prod(APPEARANCE_BINS))
+    g, d = np.asarray(gallery, np.float64), np.asarray(descriptors, np.float64)
+    colours = np.einsum("gpk,npk->gnp", g[:, :count * bins].reshape(len(g), count, bins),
+                        d[:, :count * bins].reshape(len(d), count, bins)).max(axis=2)
+    pattern = (1.0 + g[:, count * bins:] @ d[:, count * bins:].T) / 2
+    return (0.5 * colours + 0.5 * pattern).max(axis=0)
 
 
 class FaceTracker:
@@ -168,8 +186,8 @@ class FaceTracker:
     """
 
     def __init__(self, max_age: int = 24, min_hits: int = 3, min_iou: float = 0.1,
-                 appearance_weight: float = 0.3, reid_similarity: float = 0.85, reid_radius: float = 1.5,
-                 cut_similarity: float = 0.7, velocity_window: int = 6) -> None:
+                 appearance_weight: float = 0.3, reid_similarity: float = 0.75, reid_radius: float = 1.5,
+                 cut_similarity: float = 0.8, velocity_window: int = 6) -> None:
         if max_age < 0 or min_hits < 1 or velocity_window < 1:
             raise ValueError(f"FaceTracker: need max_age >= 0, min_hits >= 1 and velocity_window >= 1, got "
                              f"max_age={max_age}, min_hits={min_hits}, velocity_window={velocity_window}")
@@ -293,7 +311,7 @@ class FaceTracker:
             cost = 1.0 - iou
         else:
             alike = looks[np.ix_(lost, free)]
-            near = distance <= self.reid_radius
+            near = (distance <= self.reid_radius) | (iou >= max(self.min_iou, 1e-9))
             allowed = np.where(after_cut, alike >= self.cut_similarity, near & (alike >= self.reid_similarity))
             place = np.where(after_cut, 1.0, np.minimum(distance / max(self.reid_radius, 1e-9), 1.0))
             cost = 0.5 * place + 0.5 * (1.0 - alike)
