@@ -351,19 +351,21 @@ class NorfairTracker:
 
         self.tracker = Tracker(distance_function="iou", distance_threshold=0.9, hit_counter_max=max_age,
                                initialization_delay=min_hits - 1, reid_distance_function=reid_distance,
-                               reid_distance_threshold=0.2, reid_hit_counter_max=max_age, past_detections_length=8)
+                               reid_distance_threshold=1 - new_tracking.FaceTracker().reid_similarity, reid_hit_counter_max=max_age, past_detections_length=8)
+        self._frame = -1
 
     def update(self, boxes: np.ndarray, appearances: np.ndarray | None = None, scene_cut: bool = False):
         from norfair import Detection
 
-        detections = [Detection(points=box.reshape(2, 2), embedding=None if appearances is None else appearances[number])
-                      for number, box in enumerate(boxes)]
+        self._frame += 1
+        detections = [Detection(points=box.reshape(2, 2), embedding=None if appearances is None else appearances[number],
+                                data=(self._frame, number)) for number, box in enumerate(boxes)]
         self.tracker.update(detections=detections)
         owners = {}
-        for tracked in self.tracker.tracked_objects:
-            if tracked.last_detection is not None:
-                owners[id(tracked.last_detection)] = tracked
-        return [_NorfairTrack(owners.get(id(detection))) for detection in detections]
+        for tracked in self.tracker.tracked_objects:  # norfair keeps a copy of the detection, with its data
+            if tracked.last_detection is not None and tracked.last_detection.data[0] == self._frame:
+                owners[tracked.last_detection.data[1]] = tracked
+        return [_NorfairTrack(owners.get(number)) for number in range(len(detections))]
 
 
 class _NorfairTrack:

@@ -50,7 +50,7 @@ class Track:
     anchor_frame: int = 0
     last_frame: int = 0
     after_cut: bool = False
-    unreliable_run: int = 0
+    resized_run: int = 0
     history: deque = field(default_factory=lambda: deque(maxlen=16))
     gallery: deque = field(default_factory=lambda: deque(maxlen=8))
 
@@ -233,13 +233,15 @@ class FaceTracker:
                     track.state = DELETED
         live = [track for track in self.tracks if track.state != DELETED]
         looks = self._looks(live, boxes, embeddings, appearances)
-        pairs = self._match_recent(live, boxes, looks)
+        predicted = [track.predicted_box(self._frame) for track in live]
+        pairs = self._match_overlapping(live, predicted, boxes, looks)
         pairs += self._match_lost(live, boxes, looks, pairs)
-        overlapped = self._overlapped(boxes)
+        owner = {box_index: track_index for track_index, box_index in pairs}
+        overlapped = [self._crowded(boxes, box_index, live, predicted, owner.get(box_index)) for box_index in range(len(boxes))]
         assigned: list[Track | None] = [None] * len(boxes)
         for track_index, box_index in pairs:
             track = live[track_index]
-            self._absorb(track, boxes[box_index], bool(overlapped[box_index]),
+            self._absorb(track, boxes[box_index], overlapped[box_index],
                          None if embeddings is None else embeddings[box_index],
                          None if appearances is None else appearances[box_index])
             assigned[box_index] = track
@@ -276,62 +278,72 @@ class FaceTracker:
             return (1.0 + np.stack([track.embedding for track in tracks]) @ np.asarray(embeddings, np.float64).T) / 2
         return None
 
-    def _match_recent(self, tracks: list[Track], boxes: np.ndarray, looks: np.ndarray | None) -> list[tuple[int, int]]:
-        """First round: tracks seen in the previous frame (same shot) take detections overlapping their prediction."""
-        recent = [index for index, track in enumerate(tracks) if track.misses == 0 and not track.after_cut]
-        if not recent or not len(boxes):
+    def _match_overlapping(self, tracks: list[Track], predicted: list[np.ndarray], boxes: np.ndarray,
+                           looks: np.ndarray | None) -> list[tuple[int, int]]:
+        """First round: tracks (of this shot) take detections overlapping their predicted box, by overlap and looks.
+
+        A track lost for a frame or more also needs the look of a re-identification, so that it never
+        takes a stranger's face just for standing where it was. Where a detection overlaps the
+        predictions of several tracks (two people crossing), appearance decides most of the cost.
+        """
+        candidates = [index for index, track in enumerate(tracks) if not track.after_cut]
+        if not candidates or not len(boxes):
             return []
-        iou = box_iou(np.stack([tracks[index].predicted_box() for index in recent]), boxes)
-        cost = 1.0 - iou
-        if looks is not None and self.appearance_weight > 0:
-            cost = (1 - self.appearance_weight) * cost + self.appearance_weight * (1.0 - looks[recent])
-        # Confirmed tracks win ties against tentative ones; a tiny bias keeps the assignment deterministic.
-        cost = cost + np.array([0.0 if tracks[index].state == CONFIRMED else 1e-3 for index in recent])[:, None]
+        iou = box_iou(np.stack([predicted[index] for index in candidates]), boxes)
         allowed = iou >= max(self.min_iou, 1e-9)
+        cost = 1.0 - iou
+        if looks is not None:
+            alike = looks[candidates]
+            lost = np.array([tracks[index].misses > 0 for index in candidates])[:, None]
+            allowed &= ~lost | (alike >= self.reid_similarity)
+            weight = np.where(allowed.sum(axis=0) > 1, max(self.appearance_weight, 0.8), self.appearance_weight)
+            cost = (1 - weight) * cost + weight * (1.0 - alike)
+        # Confirmed tracks win ties against tentative ones; a tiny bias keeps the assignment deterministic.
+        cost = cost + np.array([0.0 if tracks[index].state == CONFIRMED else 1e-3 for index in candidates])[:, None]
         rows, cols = linear_sum_assignment(np.where(allowed, cost, 1e6))
-        return [(recent[r], int(c)) for r, c in zip(rows, cols) if allowed[r, c]]
+        return [(candidates[r], int(c)) for r, c in zip(rows, cols) if allowed[r, c]]
 
     def _match_lost(self, tracks: list[Track], boxes: np.ndarray, looks: np.ndarray | None,
                     taken: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        """Second round: confirmed tracks still unmatched take the detections left by appearance and place."""
+        """Second round: confirmed tracks still unmatched take the detections left by appearance and place.
+
+        Place is the distance from the path between the track's last reliable box and its predicted one
+        (it may have stopped or kept going), in face widths; after a scene cut it does not count.
+        """
         used_tracks = {t for t, _ in taken}
         used_boxes = {b for _, b in taken}
         lost = [index for index, track in enumerate(tracks) if index not in used_tracks and track.state == CONFIRMED]
         free = [index for index in range(len(boxes)) if index not in used_boxes]
-        if not lost or not free:
+        if not lost or not free or looks is None:
             return []
         predicted = np.stack([tracks[index].predicted_box(self._frame) for index in lost])
-        iou = box_iou(predicted, boxes[free])
         anchors = np.stack([tracks[index].box if tracks[index].anchor is None else tracks[index].anchor for index in lost])
         widths = np.maximum(anchors[:, 2] - anchors[:, 0], 1.0)[:, None]
         distance = _distance_to_segments(_centres(boxes[free]), _centres(anchors), _centres(predicted)) / widths
         after_cut = np.array([tracks[index].after_cut for index in lost])[:, None]
-        if looks is None:
-            allowed = (iou >= max(self.min_iou, 1e-9)) & ~after_cut
-            cost = 1.0 - iou
-        else:
-            alike = looks[np.ix_(lost, free)]
-            near = (distance <= self.reid_radius) | (iou >= max(self.min_iou, 1e-9))
-            allowed = np.where(after_cut, alike >= self.cut_similarity, near & (alike >= self.reid_similarity))
-            place = np.where(after_cut, 1.0, np.minimum(distance / max(self.reid_radius, 1e-9), 1.0))
-            cost = 0.5 * place + 0.5 * (1.0 - alike)
+        alike = looks[np.ix_(lost, free)]
+        allowed = np.where(after_cut, alike >= self.cut_similarity, (distance <= self.reid_radius) & (alike >= self.reid_similarity))
+        place = np.where(after_cut, 1.0, np.minimum(distance / max(self.reid_radius, 1e-9), 1.0))
+        cost = 0.5 * place + 0.5 * (1.0 - alike)
         rows, cols = linear_sum_assignment(np.where(allowed, cost, 1e6))
         return [(lost[r], free[c]) for r, c in zip(rows, cols) if allowed[r, c]]
 
-    @staticmethod
-    def _overlapped(boxes: np.ndarray) -> np.ndarray:
-        """Which boxes touch another detection (each grown by a tenth of its size): a face covering or being covered.
+    def _crowded(self, boxes: np.ndarray, box_index: int, tracks: list[Track], predicted: list[np.ndarray],
+                 owner: int | None) -> bool:
+        """Whether a detection touches another detection or where another track of this shot is predicted.
 
-        The part of a face that still shows ends where the face in front begins, so their boxes touch
-        rather than overlap.
+        Such a face is covering or being covered (the part of a face that still shows ends where the face
+        in front begins, so their boxes touch rather than overlap), or it may be someone else's: its box
+        moves the track but teaches it neither motion nor looks. Boxes are grown by a tenth of their size.
         """
-        if len(boxes) < 2:
-            return np.zeros(len(boxes), bool)
-        size = boxes[:, 2:] - boxes[:, :2]
-        grown = np.concatenate([boxes[:, :2] - 0.1 * size, boxes[:, 2:] + 0.1 * size], axis=1)
-        inter = _intersection(grown[:, None], grown[None])
-        np.fill_diagonal(inter, 0.0)
-        return inter.max(axis=1) > 0
+        others = [boxes[index] for index in range(len(boxes)) if index != box_index]
+        others += [predicted[index] for index, track in enumerate(tracks)
+                   if index != owner and track.state == CONFIRMED and not track.after_cut
+                   and 0 < track.misses <= 2 * self.velocity_window]
+        if not others:
+            return False
+        grown = _grow(np.stack(others))
+        return bool((_intersection(_grow(boxes[box_index][None]), grown) > 0).any())
 
     def _absorb(self, track: Track, box: np.ndarray, overlapped: bool, embedding: np.ndarray | None,
                 appearance: np.ndarray | None) -> None:
@@ -346,13 +358,13 @@ class FaceTracker:
         if embedding is not None:
             mixed = np.asarray(embedding, np.float64) if track.embedding is None else 0.5 * track.embedding + 0.5 * np.asarray(embedding)
             track.embedding = mixed / max(float(np.linalg.norm(mixed)), 1e-12)
-        reliable = not overlapped and self._keeps_size(track, box)
-        track.unreliable_run = 0 if reliable else track.unreliable_run + 1
-        if track.unreliable_run > 2 * self.velocity_window:  # a lasting change (a zoom, two faces side by side) is the new normal
+        keeps_size = self._keeps_size(track, box)
+        track.resized_run = 0 if keeps_size else track.resized_run + 1
+        if track.resized_run > 2 * self.velocity_window and not overlapped:  # a lasting change of size (a zoom) is the new normal
             track.history.clear()
             track.velocity = np.zeros(4)
-            reliable, track.unreliable_run = True, 0
-        self._observe(track, box, reliable, appearance)
+            keeps_size, track.resized_run = True, 0
+        self._observe(track, box, keeps_size and not overlapped, appearance)
 
     def _keeps_size(self, track: Track, box: np.ndarray) -> bool:
         """Whether the box keeps the width and height of the track's recent reliable boxes (within about 15 %).
@@ -382,6 +394,11 @@ class FaceTracker:
             track.appearance = np.asarray(appearance, np.float64)
             if not track.gallery or track.hits % 4 == 0:
                 track.gallery.append(track.appearance)
+
+
+def _grow(boxes: np.ndarray, share: float = 0.1) -> np.ndarray:
+    size = boxes[:, 2:] - boxes[:, :2]
+    return np.concatenate([boxes[:, :2] - share * size, boxes[:, 2:] + share * size], axis=1)
 
 
 def _centres(boxes: np.ndarray) -> np.ndarray:
