@@ -314,8 +314,9 @@ class FaceTracker:
                     taken: list[tuple[int, int]]) -> list[tuple[int, int]]:
         """Second round: confirmed tracks still unmatched take the detections left by appearance and place.
 
-        Place is the distance from the path between the track's last reliable box and its predicted one
-        (it may have stopped or kept going), in face widths; after a scene cut it does not count.
+        Place is the distance, in face widths, from the path between the track's last reliable box and
+        half as far again as its predicted one (it may have stopped, or sped up); after a scene cut it
+        does not count.
         """
         used_tracks = {t for t, _ in taken}
         used_boxes = {b for _, b in taken}
@@ -326,7 +327,8 @@ class FaceTracker:
         predicted = np.stack([tracks[index].predicted_box(self._frame) for index in lost])
         anchors = np.stack([tracks[index].box if tracks[index].anchor is None else tracks[index].anchor for index in lost])
         widths = np.maximum(anchors[:, 2] - anchors[:, 0], 1.0)[:, None]
-        distance = _distance_to_segments(_centres(boxes[free]), _centres(anchors), _centres(predicted)) / widths
+        reach = _centres(anchors) + 1.5 * (_centres(predicted) - _centres(anchors))  # it may have stopped, or sped up
+        distance = _distance_to_segments(_centres(boxes[free]), _centres(anchors), reach) / widths
         after_cut = np.array([tracks[index].after_cut for index in lost])[:, None]
         alike = looks[np.ix_(lost, free)]
         allowed = np.where(after_cut, alike >= self.cut_similarity, (distance <= self.reid_radius) & (alike >= self.reid_similarity))
