@@ -376,15 +376,15 @@ class FaceTracker:
         self._observe(track, box, keeps_size and not overlapped, appearance)
 
     def _keeps_size(self, track: Track, box: np.ndarray) -> bool:
-        """Whether the box keeps the width and height of the track's recent reliable boxes (within about 15 %).
+        """Whether the box keeps the mean width and height of the track's recent reliable boxes (within about 15 %).
 
         A face being covered or leaving the frame loses width or height within a few frames; one that
         walks towards the camera grows slowly, and a lasting change is accepted after a while (``_absorb``).
         """
         if not track.history:
             return True
-        sizes = np.array([old[2:] - old[:2] for _, old in track.history])
-        ratio = (box[2:] - box[:2]) / np.maximum(np.median(sizes, axis=0), 1e-9)
+        boxes = np.array([old for _, old in track.history])
+        ratio = (box[2:] - box[:2]) / np.maximum((boxes[:, 2:] - boxes[:, :2]).mean(axis=0), 1e-9)
         return bool(np.all((ratio >= 0.85) & (ratio <= 1 / 0.85)))
 
     def _observe(self, track: Track, box: np.ndarray, reliable: bool, appearance: np.ndarray | None) -> None:
