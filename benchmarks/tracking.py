@@ -11,7 +11,11 @@ earlier rows carry its id). Ground truth is each person's face box wherever at l
 a face less than half visible is "don't care": a detection on it counts neither way (as in MOTChallenge).
 A detection matches a person at IoU >= 0.5.
 
-Tuning used the dev seeds (0, 1, 2) only; the report seeds (100-105) were run once the settings were fixed.
+Rows: ``new`` (video.tracking with video.scenecut), ``old`` (the tracker at ``--baseline-ref``),
+``norfair`` (norfair-enough: IoU matching plus re-identification by the same appearance descriptors,
+threshold mirroring ours), and ``oracle`` (each detection labelled with its true person: the ceiling that
+these detections allow). Tuning used the dev seeds (0-8) only; the report seeds (100-105) were not
+looked at clip by clip.
 Detections are cached in runs/tracking_detections/ (git-ignored) keyed by scenario, seed and generator version.
 """
 from __future__ import annotations
