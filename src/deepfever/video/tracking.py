@@ -1,14 +1,27 @@
-"""Link per-frame face detections into tracks with stable ids.
+"""Link per-frame face detections into tracks with stable ids, through occlusions, crossings and cuts.
 
-Matching is one assignment problem per frame (Hungarian, ``scipy.optimize.linear_sum_assignment``) on
-a cost that is mostly spatial (IoU with the track's motion-predicted box) plus a little appearance.
-Appearance is a colour descriptor of the face and hair region (``appearance_descriptor``) when given,
-since expression vectors are meant to carry little identity; they are the fallback. A pair must
-overlap to be matched, except that a track lost for a while (someone hidden behind another person)
-is re-identified by a clearly similar descriptor near where it was last seen.
+Motion is observation-centric (after OC-SORT, Cao et al. 2023): a track's velocity comes only from
+*reliable* observations, boxes that keep the track's recent size and touch no other face (detected, or
+where a just-hidden track is predicted). While a face is being covered its box shrinks and slides;
+those frames move the box but teach the track neither motion nor looks, and a lost track is predicted
+from its last reliable box. When it is found again the velocity is re-estimated from that box and the
+new one, as if the gap had been observed.
+
+Matching is two assignment problems per frame (Hungarian, ``scipy.optimize.linear_sum_assignment``):
+first tracks take detections overlapping their predicted box, on a cost of overlap and appearance
+(appearance decides most where one face overlaps several predictions, as when two people cross; a
+lost track must also look alike); then lost tracks (kept ``max_age`` frames) take what is left when
+they look alike and the face lies near the path from their last reliable box to their predicted one.
+Appearance is ``appearance_descriptor``: colours of the face and of each half (a half covered face
+still matches) and the pattern of the upper face, all from inside the face box, so a new background
+does not change it. After a scene cut (``update(..., scene_cut=True)``, from
+``deepfever.video.scenecut.SceneCutDetector``) positions mean nothing: tracks are found by appearance alone.
+
+``benchmarks/tracking.py`` measures it against the tracker it replaced and against norfair-enough.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import cv2
@@ -22,7 +35,12 @@ TENTATIVE, CONFIRMED, DELETED = "tentative", "confirmed", "deleted"
 
 @dataclass(eq=False)
 class Track:
-    """One face followed over time. ``id`` is ``None`` until the track is confirmed."""
+    """One face followed over time. ``id`` is ``None`` until the track is confirmed.
+
+    ``box`` is the latest observed box; ``anchor`` and ``anchor_frame`` the latest *reliable* one (full
+    size, not overlapping another face), from which a lost track is predicted. ``velocity`` is in
+    pixels per frame for ``x1, y1, x2, y2``, estimated from reliable observations only.
+    """
 
     box: np.ndarray
     embedding: np.ndarray | None
@@ -32,61 +50,139 @@ class Track:
     hits: int = 1
     misses: int = 0
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))
+    anchor: np.ndarray | None = None
+    anchor_frame: int = 0
+    last_frame: int = 0
+    after_cut: bool = False
+    resized_run: int = 0
+    history: deque = field(default_factory=lambda: deque(maxlen=16))
+    gallery: deque = field(default_factory=lambda: deque(maxlen=8))
 
-    def predicted_box(self) -> np.ndarray:
-        """Where the face should be now: the last box moved on by its velocity for every missed frame."""
-        return self.box + self.velocity * (self.misses + 1)
+    def predicted_box(self, frame: int | None = None) -> np.ndarray:
+        """Where the face should be at ``frame`` (default: the next one).
+
+        Seen last frame: the observed box moved on by one frame of velocity. Lost: the last reliable
+        box, its centre moved on by the velocity for the whole gap and its size kept, so the frames
+        spent shrinking behind someone do not pull the prediction away.
+        """
+        frame = self.last_frame + self.misses + 1 if frame is None else frame
+        if self.misses == 0:
+            return self.box + self.velocity
+        anchor = self.box if self.anchor is None else self.anchor
+        shift = (self.velocity[:2] + self.velocity[2:]) / 2 * (frame - self.anchor_frame)  # the centre moves, the size stays
+        return anchor + np.tile(shift, 2)
 
 
 def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     """Pairwise IoU of (N, 4) and (M, 4) ``x1, y1, x2, y2`` boxes -> (N, M)."""
     a = np.asarray(boxes_a, np.float64).reshape(-1, 4)[:, None]
     b = np.asarray(boxes_b, np.float64).reshape(-1, 4)[None]
+    inter = _intersection(a, b)
+    return inter / np.maximum(_area(a) + _area(b) - inter, 1e-9)
+
+
+def _intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     width = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
     height = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = width * height
-    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    return inter / np.maximum(area_a + area_b - inter, 1e-9)
+    return width * height
+
+
+def _area(boxes: np.ndarray) -> np.ndarray:
+    return np.clip(boxes[..., 2] - boxes[..., 0], 0, None) * np.clip(boxes[..., 3] - boxes[..., 1], 0, None)
 
 
 APPEARANCE_BINS = (8, 4, 4)
-"""Hue, saturation and value bins of the appearance descriptor (128 values)."""
+"""Hue, saturation and value bins of each colour part's histogram (128 values)."""
+
+APPEARANCE_PARTS = (
+    (0.1, 0.1, 0.9, 0.9),   # the face without its border (no background, whatever the shot)
+    (0.1, 0.1, 0.5, 0.9),   # its left half
+    (0.5, 0.1, 0.9, 0.9),   # its right half
+)
+"""Colour regions of the descriptor as fractions of the face box (left, top, right, bottom); each half
+still matches when the other half is covered."""
+
+PATTERN_REGION, PATTERN_SIZE = (0.15, 0.15, 0.85, 0.6), (16, 8)
+"""The upper face (brows, eyes, nose bridge: little expression) as a grey (width, height) thumbnail."""
+
+APPEARANCE_SIZE = len(APPEARANCE_PARTS) * int(np.prod(APPEARANCE_BINS)) + int(np.prod(PATTERN_SIZE))
+"""Length of an ``appearance_descriptor``."""
 
 
 def appearance_descriptor(rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """Colour histogram (HSV, square-rooted, unit length) of a face and the hair and clothes around it.
+    """What a face looks like, apart from where it is and what it expresses: colours and the upper face's pattern.
 
-    The region is the box widened by a quarter each side and extended half a face up and down, so
-    hair colour and collar count: cues that tell two people apart but say nothing of expression.
-    The dot product of two descriptors is their Bhattacharyya coefficient, 1 for equal colours.
+    Colour histograms (HSV, square-rooted, unit length) of the face inside its border and of its left
+    and right halves, then the upper face shrunk to a 16x8 grey thumbnail, zero mean and unit length.
+    Only pixels inside the face box count, so a new background after a cut or behind a walking person
+    changes nothing. A region outside the image is all zeros. Compare with ``appearance_similarity``.
     """
+    bins = int(np.prod(APPEARANCE_BINS))
+    parts = np.zeros(APPEARANCE_SIZE)
+    for number, region in enumerate(APPEARANCE_PARTS):
+        patch = _region(rgb, box, region)
+        if patch is None:
+            continue
+        hsv = cv2.cvtColor(patch, cv2.COLOR_RGB2HSV)
+        histogram = cv2.calcHist([hsv], [0, 1, 2], None, list(APPEARANCE_BINS), [0, 180, 0, 256, 0, 256]).ravel()
+        root = np.sqrt(histogram / max(float(histogram.sum()), 1.0))
+        parts[number * bins:(number + 1) * bins] = root / max(float(np.linalg.norm(root)), 1e-12)
+    patch = _region(rgb, box, PATTERN_REGION)
+    if patch is not None:
+        grey = cv2.resize(cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY), PATTERN_SIZE, interpolation=cv2.INTER_AREA).astype(np.float64).ravel()
+        grey -= grey.mean()
+        norm = float(np.linalg.norm(grey))
+        parts[len(APPEARANCE_PARTS) * bins:] = grey / norm if norm > 1e-6 * grey.size else 0.0
+    return parts
+
+
+def _region(rgb: np.ndarray, box: np.ndarray, region: tuple[float, float, float, float]) -> np.ndarray | None:
+    """Pixels of ``region`` (fractions of ``box``) inside the image, or ``None`` when fewer than 2x2 remain."""
     x1, y1, x2, y2 = (float(v) for v in box)
     width, height = x2 - x1, y2 - y1
-    left, right = int(max(0, x1 - 0.25 * width)), int(min(rgb.shape[1], x2 + 0.25 * width))
-    top, bottom = int(max(0, y1 - 0.5 * height)), int(min(rgb.shape[0], y2 + 0.5 * height))
-    if right <= left or bottom <= top:
-        return np.zeros(int(np.prod(APPEARANCE_BINS)))
-    hsv = cv2.cvtColor(np.ascontiguousarray(rgb[top:bottom, left:right]), cv2.COLOR_RGB2HSV)
-    histogram = cv2.calcHist([hsv], [0, 1, 2], None, list(APPEARANCE_BINS), [0, 180, 0, 256, 0, 256]).ravel()
-    root = np.sqrt(histogram / max(float(histogram.sum()), 1.0))
-    return root / max(float(np.linalg.norm(root)), 1e-12)
+    left, right = int(max(0, x1 + region[0] * width)), int(min(rgb.shape[1], x1 + region[2] * width))
+    top, bottom = int(max(0, y1 + region[1] * height)), int(min(rgb.shape[0], y1 + region[3] * height))
+    if right - left < 2 or bottom - top < 2:
+        return None
+    return np.ascontiguousarray(rgb[top:bottom, left:right])
+
+
+def appearance_similarity(gallery: np.ndarray, descriptors: np.ndarray) -> np.ndarray:
+    """How alike (G, APPEARANCE_SIZE) stored descriptors and (N, APPEARANCE_SIZE) new ones are -> (N,) in [0, 1].
+
+    The mean of two cues: colour, the best Bhattacharyya coefficient over the whole face and its halves
+    (a face half covered still matches on the half that shows), and pattern, the thumbnails'
+    correlation mapped to [0, 1]. A new descriptor scores its best match in the gallery (a person seen
+    over time, in several poses).
+    """
+    count, bins = len(APPEARANCE_PARTS), int(np.prod(APPEARANCE_BINS))
+    g, d = np.asarray(gallery, np.float64), np.asarray(descriptors, np.float64)
+    colours = np.einsum("gpk,npk->gnp", g[:, :count * bins].reshape(len(g), count, bins),
+                        d[:, :count * bins].reshape(len(d), count, bins)).max(axis=2)
+    pattern = (1.0 + g[:, count * bins:] @ d[:, count * bins:].T) / 2
+    return (0.5 * colours + 0.5 * pattern).max(axis=0)
 
 
 class FaceTracker:
     """Assign each detection of a frame to a track; call ``update`` once per processed frame, in order.
 
     Args:
-        max_age: frames a confirmed track survives without a detection (occlusion, a missed face).
+        max_age: frames a confirmed track is kept without a detection (occlusion, a missed face, a
+            person off screen or in another shot).
         min_hits: consecutive detections before a new track is confirmed and gets an id; a tentative
             track that misses one frame is dropped, which filters one-off false detections.
-        min_iou: a detection must overlap a track's predicted box at least this much to join it.
-        appearance_weight: share of the cost taken by appearance: descriptors when given, else the
-            cosine distance of embeddings (0 = boxes only).
-        smoothing: how much of the old velocity and appearance is kept at each update (0 = latest only).
-        reid_similarity: a confirmed track that has missed frames may take a detection it does not
-            overlap when their appearance descriptors are at least this similar (0 disables) ...
-        reid_radius: ... and the detection lies within this many face widths of where it was last seen.
+        min_iou: a detection must overlap a track's predicted box this much to join it in the first round.
+        appearance_weight: share of the first round's cost taken by appearance (0.8 at least where a
+            detection overlaps several predictions).
+        reid_similarity: a lost track takes a detection only when their appearance (descriptors when
+            given, else embeddings mapped to [0, 1]) is at least this similar, and in the second round
+            only when also ...
+        reid_radius: ... the detection's centre lies within this many face widths of the path from
+            the track's last reliable box to its predicted one. Without any appearance, a lost track
+            needs the overlap of the first round. The defaults were chosen on the dev seeds of
+            ``benchmarks/tracking.py`` (same-person descriptors: 5 % below 0.78).
+        cut_similarity: after a scene cut, the appearance a track needs to take a detection anywhere.
+        velocity_window: frames of reliable observations a velocity is measured over.
 
     Ids are 0, 1, 2, ... in the order tracks are confirmed, so the same input always gives the same ids.
 
@@ -97,43 +193,63 @@ class FaceTracker:
     """
 
     def __init__(self, max_age: int = 24, min_hits: int = 3, min_iou: float = 0.1,
-                 appearance_weight: float = 0.3, smoothing: float = 0.5, reid_similarity: float = 0.9,
-                 reid_radius: float = 3.0) -> None:
-        if max_age < 0 or min_hits < 1:
-            raise ValueError(f"FaceTracker: need max_age >= 0 and min_hits >= 1, got max_age={max_age}, min_hits={min_hits}")
-        if not 0 <= min_iou < 1 or not 0 <= appearance_weight < 1 or not 0 <= smoothing < 1:
-            raise ValueError(
-                f"FaceTracker: min_iou, appearance_weight and smoothing must lie in [0, 1), got {min_iou}, "
-                f"{appearance_weight}, {smoothing}"
-            )
+                 appearance_weight: float = 0.3, reid_similarity: float = 0.75, reid_radius: float = 1.5,
+                 cut_similarity: float = 0.8, velocity_window: int = 6) -> None:
+        if max_age < 0 or min_hits < 1 or velocity_window < 1:
+            raise ValueError(f"FaceTracker: need max_age >= 0, min_hits >= 1 and velocity_window >= 1, got "
+                             f"max_age={max_age}, min_hits={min_hits}, velocity_window={velocity_window}")
+        for name, value in (("min_iou", min_iou), ("appearance_weight", appearance_weight),
+                            ("reid_similarity", reid_similarity), ("cut_similarity", cut_similarity)):
+            if not 0 <= value < 1 if name in ("min_iou", "appearance_weight") else not 0 <= value <= 1:
+                raise ValueError(f"FaceTracker: {name} must lie in [0, 1), got {value!r}")
+        if reid_radius < 0:
+            raise ValueError(f"FaceTracker: reid_radius is in face widths and must be >= 0, got {reid_radius!r}")
         self.max_age = max_age
         self.min_hits = min_hits
         self.min_iou = min_iou
         self.appearance_weight = appearance_weight
-        self.smoothing = smoothing
         self.reid_similarity = reid_similarity
         self.reid_radius = reid_radius
+        self.cut_similarity = cut_similarity
+        self.velocity_window = velocity_window
         self.tracks: list[Track] = []
         self._next_id = 0
+        self._frame = -1
 
     def update(self, boxes: np.ndarray, embeddings: np.ndarray | None = None,
-               appearances: np.ndarray | None = None) -> list[Track]:
+               appearances: np.ndarray | None = None, scene_cut: bool = False) -> list[Track]:
         """Match this frame's (N, 4) boxes (optional (N, D) unit embeddings and ``appearance_descriptor`` s);
         returns the track of each.
 
-        A returned track may still be tentative (``id is None``); it becomes confirmed or deleted in a
-        later update, so hold on to the objects, not to the ids.
+        ``scene_cut`` says the camera cut just before this frame: positions are forgotten and tracks
+        are found again by appearance. A returned track may still be tentative (``id is None``); it
+        becomes confirmed or deleted in a later update, so hold on to the objects, not to the ids.
         """
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         for name, values in (("embeddings", embeddings), ("appearances", appearances)):
             if values is not None and len(values) != len(boxes):
                 raise ValueError(f"FaceTracker.update: {len(boxes)} boxes but {len(values)} {name}; pass one per box")
+        if appearances is not None and len(appearances) and np.shape(appearances)[1] != APPEARANCE_SIZE:
+            raise ValueError(f"FaceTracker.update: appearances must be appearance_descriptor outputs of length "
+                             f"{APPEARANCE_SIZE}, got {np.shape(appearances)[1]}")
+        self._frame += 1
+        if scene_cut:
+            for track in self.tracks:
+                track.after_cut = True
+                if track.state == TENTATIVE:
+                    track.state = DELETED
         live = [track for track in self.tracks if track.state != DELETED]
-        pairs = self._match(live, boxes, embeddings, appearances)
+        looks = self._looks(live, boxes, embeddings, appearances)
+        predicted = [track.predicted_box(self._frame) for track in live]
+        pairs = self._match_overlapping(live, predicted, boxes, looks)
+        pairs += self._match_lost(live, boxes, looks, pairs)
+        owner = {box_index: track_index for track_index, box_index in pairs}
+        overlapped = [self._crowded(boxes, box_index, live, predicted, owner.get(box_index)) for box_index in range(len(boxes))]
         assigned: list[Track | None] = [None] * len(boxes)
         for track_index, box_index in pairs:
             track = live[track_index]
-            self._absorb(track, boxes[box_index], None if embeddings is None else embeddings[box_index],
+            self._absorb(track, boxes[box_index], overlapped[box_index],
+                         None if embeddings is None else embeddings[box_index],
                          None if appearances is None else appearances[box_index])
             assigned[box_index] = track
         matched = {track_index for track_index, _ in pairs}
@@ -145,8 +261,10 @@ class FaceTracker:
         for box_index, track in enumerate(assigned):
             if track is None:
                 embedding = None if embeddings is None else np.asarray(embeddings[box_index], np.float64)
-                appearance = None if appearances is None else np.asarray(appearances[box_index], np.float64)
-                assigned[box_index] = track = Track(box=boxes[box_index].copy(), embedding=embedding, appearance=appearance)
+                track = Track(box=boxes[box_index].copy(), embedding=embedding, last_frame=self._frame)
+                self._observe(track, boxes[box_index], not overlapped[box_index],
+                              None if appearances is None else appearances[box_index])
+                assigned[box_index] = track
                 self.tracks.append(track)
         for track in self.tracks:  # creation order, so ids follow it
             if track.state == TENTATIVE and track.hits >= self.min_hits:
@@ -155,55 +273,154 @@ class FaceTracker:
         self.tracks = [track for track in self.tracks if track.state != DELETED]
         return assigned  # type: ignore[return-value]
 
-    def _match(self, tracks: list[Track], boxes: np.ndarray, embeddings: np.ndarray | None,
-               appearances: np.ndarray | None) -> list[tuple[int, int]]:
+    def _looks(self, tracks: list[Track], boxes: np.ndarray, embeddings: np.ndarray | None,
+               appearances: np.ndarray | None) -> np.ndarray | None:
+        """(tracks, boxes) appearance similarity in [0, 1]: descriptors when every track has some, else embeddings."""
         if not tracks or not len(boxes):
+            return None
+        if appearances is not None and all(track.gallery for track in tracks):
+            descriptors = np.asarray(appearances, np.float64)
+            return np.stack([appearance_similarity(np.stack(track.gallery), descriptors) for track in tracks])
+        if embeddings is not None and all(track.embedding is not None for track in tracks):
+            return (1.0 + np.stack([track.embedding for track in tracks]) @ np.asarray(embeddings, np.float64).T) / 2
+        return None
+
+    def _match_overlapping(self, tracks: list[Track], predicted: list[np.ndarray], boxes: np.ndarray,
+                           looks: np.ndarray | None) -> list[tuple[int, int]]:
+        """First round: tracks (of this shot) take detections overlapping their predicted box, by overlap and looks.
+
+        A track lost for a frame or more also needs the look of a re-identification, so that it never
+        takes a stranger's face just for standing where it was. Where a detection overlaps the
+        predictions of several tracks (two people crossing), appearance decides most of the cost.
+        """
+        candidates = [index for index, track in enumerate(tracks) if not track.after_cut]
+        if not candidates or not len(boxes):
             return []
-        iou = box_iou(np.stack([track.predicted_box() for track in tracks]), boxes)
-        cost = 1.0 - iou
+        iou = box_iou(np.stack([predicted[index] for index in candidates]), boxes)
         allowed = iou >= max(self.min_iou, 1e-9)
-        looks = None
-        if appearances is not None and all(t.appearance is not None for t in tracks):
-            looks = np.stack([track.appearance for track in tracks]) @ np.asarray(appearances, np.float64).T
-            if self.reid_similarity > 0:
-                allowed |= self._reidentifiable(tracks, boxes, looks)
-        elif embeddings is not None and all(t.embedding is not None for t in tracks):
-            looks = (1.0 + np.stack([track.embedding for track in tracks]) @ np.asarray(embeddings, np.float64).T) / 2
-        if looks is not None and self.appearance_weight > 0:
-            cost = (1 - self.appearance_weight) * cost + self.appearance_weight * (1.0 - looks)
+        cost = 1.0 - iou
+        if looks is not None:
+            alike = looks[candidates]
+            lost = np.array([tracks[index].misses > 0 for index in candidates])[:, None]
+            allowed &= ~lost | (alike >= self.reid_similarity)
+            weight = np.where(allowed.sum(axis=0) > 1, max(self.appearance_weight, 0.8), self.appearance_weight)
+            cost = (1 - weight) * cost + weight * (1.0 - alike)
         # Confirmed tracks win ties against tentative ones; a tiny bias keeps the assignment deterministic.
-        cost = cost + np.array([0.0 if track.state == CONFIRMED else 1e-3 for track in tracks])[:, None]
+        cost = cost + np.array([0.0 if tracks[index].state == CONFIRMED else 1e-3 for index in candidates])[:, None]
         rows, cols = linear_sum_assignment(np.where(allowed, cost, 1e6))
-        return [(int(r), int(c)) for r, c in zip(rows, cols) if allowed[r, c]]
+        return [(candidates[r], int(c)) for r, c in zip(rows, cols) if allowed[r, c]]
 
-    def _reidentifiable(self, tracks: list[Track], boxes: np.ndarray, looks: np.ndarray) -> np.ndarray:
-        """(tracks, boxes) pairs a lost confirmed track may take without overlap: alike, and close to where it was."""
-        lost = np.array([track.state == CONFIRMED and track.misses > 0 for track in tracks])
-        last = np.stack([track.box for track in tracks])
-        distance = np.linalg.norm(_centres(last)[:, None] - _centres(boxes)[None], axis=2)
-        width = np.maximum(last[:, 2] - last[:, 0], 1.0)[:, None]
-        return lost[:, None] & (looks >= self.reid_similarity) & (distance <= self.reid_radius * width)
+    def _match_lost(self, tracks: list[Track], boxes: np.ndarray, looks: np.ndarray | None,
+                    taken: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Second round: confirmed tracks still unmatched take the detections left by appearance and place.
 
-    def _absorb(self, track: Track, box: np.ndarray, embedding: np.ndarray | None, appearance: np.ndarray | None) -> None:
-        velocity = (box - track.box) / (track.misses + 1)
-        track.velocity = self.smoothing * track.velocity + (1 - self.smoothing) * velocity
-        track.box = box.copy()
+        Place is the distance, in face widths, from the path between the track's last reliable box and
+        half as far again as its predicted one (it may have stopped, or sped up); after a scene cut it
+        does not count.
+        """
+        used_tracks = {t for t, _ in taken}
+        used_boxes = {b for _, b in taken}
+        lost = [index for index, track in enumerate(tracks) if index not in used_tracks and track.state == CONFIRMED]
+        free = [index for index in range(len(boxes)) if index not in used_boxes]
+        if not lost or not free or looks is None:
+            return []
+        predicted = np.stack([tracks[index].predicted_box(self._frame) for index in lost])
+        anchors = np.stack([tracks[index].box if tracks[index].anchor is None else tracks[index].anchor for index in lost])
+        widths = np.maximum(anchors[:, 2] - anchors[:, 0], 1.0)[:, None]
+        reach = _centres(anchors) + 1.5 * (_centres(predicted) - _centres(anchors))  # it may have stopped, or sped up
+        distance = _distance_to_segments(_centres(boxes[free]), _centres(anchors), reach) / widths
+        after_cut = np.array([tracks[index].after_cut for index in lost])[:, None]
+        alike = looks[np.ix_(lost, free)]
+        allowed = np.where(after_cut, alike >= self.cut_similarity, (distance <= self.reid_radius) & (alike >= self.reid_similarity))
+        place = np.where(after_cut, 1.0, np.minimum(distance / max(self.reid_radius, 1e-9), 1.0))
+        cost = 0.5 * place + 0.5 * (1.0 - alike)
+        rows, cols = linear_sum_assignment(np.where(allowed, cost, 1e6))
+        return [(lost[r], free[c]) for r, c in zip(rows, cols) if allowed[r, c]]
+
+    def _crowded(self, boxes: np.ndarray, box_index: int, tracks: list[Track], predicted: list[np.ndarray],
+                 owner: int | None) -> bool:
+        """Whether a detection touches another detection or where another track of this shot is predicted.
+
+        Such a face is covering or being covered (the part of a face that still shows ends where the face
+        in front begins, so their boxes touch rather than overlap), or it may be someone else's: its box
+        moves the track but teaches it neither motion nor looks. Boxes are grown by a tenth of their size.
+        """
+        others = [boxes[index] for index in range(len(boxes)) if index != box_index]
+        others += [predicted[index] for index, track in enumerate(tracks)
+                   if index != owner and track.state == CONFIRMED and not track.after_cut
+                   and 0 < track.misses <= 2 * self.velocity_window]
+        if not others:
+            return False
+        grown = _grow(np.stack(others))
+        return bool((_intersection(_grow(boxes[box_index][None]), grown) > 0).any())
+
+    def _absorb(self, track: Track, box: np.ndarray, overlapped: bool, embedding: np.ndarray | None,
+                appearance: np.ndarray | None) -> None:
+        if track.after_cut:  # a new shot: the old place and motion say nothing about this one
+            track.after_cut, track.anchor = False, None
+            track.history.clear()
+            track.velocity = np.zeros(4)
         track.hits += 1
         track.misses = 0
-        track.embedding = self._mix(track.embedding, embedding)
-        track.appearance = self._mix(track.appearance, appearance)
+        track.last_frame = self._frame
+        track.box = box.copy()
+        if embedding is not None:
+            mixed = np.asarray(embedding, np.float64) if track.embedding is None else 0.5 * track.embedding + 0.5 * np.asarray(embedding)
+            track.embedding = mixed / max(float(np.linalg.norm(mixed)), 1e-12)
+        keeps_size = self._keeps_size(track, box)
+        track.resized_run = 0 if keeps_size else track.resized_run + 1
+        if track.resized_run > 2 * self.velocity_window and not overlapped:  # a lasting change of size (a zoom) is the new normal
+            track.history.clear()
+            track.velocity = np.zeros(4)
+            keeps_size, track.resized_run = True, 0
+        self._observe(track, box, keeps_size and not overlapped, appearance)
 
-    def _mix(self, old: np.ndarray | None, new: np.ndarray | None) -> np.ndarray | None:
-        """Moving average of unit vectors, renormalised."""
-        if new is None:
-            return old
-        new = np.asarray(new, np.float64)
-        mixed = new if old is None else self.smoothing * old + (1 - self.smoothing) * new
-        return mixed / max(float(np.linalg.norm(mixed)), 1e-12)
+    def _keeps_size(self, track: Track, box: np.ndarray) -> bool:
+        """Whether the box keeps the mean width and height of the track's recent reliable boxes (within about 15 %).
+
+        A face being covered or leaving the frame loses width or height within a few frames; one that
+        walks towards the camera grows slowly, and a lasting change is accepted after a while (``_absorb``).
+        """
+        if not track.history:
+            return True
+        boxes = np.array([old for _, old in track.history])
+        ratio = (box[2:] - box[:2]) / np.maximum((boxes[:, 2:] - boxes[:, :2]).mean(axis=0), 1e-9)
+        return bool(np.all((ratio >= 0.85) & (ratio <= 1 / 0.85)))
+
+    def _observe(self, track: Track, box: np.ndarray, reliable: bool, appearance: np.ndarray | None) -> None:
+        """Record a reliable observation: new anchor, velocity measured over the window, appearance stored."""
+        if not reliable:
+            return
+        track.history.append((self._frame, box.copy()))
+        earlier = [(frame, old) for frame, old in list(track.history)[:-1] if frame >= self._frame - self.velocity_window]
+        if not earlier and len(track.history) > 1:  # back after a gap: re-estimate over it (OC-SORT's re-update)
+            earlier = [track.history[-2]]
+        if earlier:
+            frame, old = earlier[0]
+            track.velocity = (box - old) / (self._frame - frame)
+        track.anchor, track.anchor_frame = box.copy(), self._frame
+        if appearance is not None:
+            track.appearance = np.asarray(appearance, np.float64)
+            if not track.gallery or track.hits % 4 == 0:
+                track.gallery.append(track.appearance)
+
+
+def _grow(boxes: np.ndarray, share: float = 0.1) -> np.ndarray:
+    size = boxes[:, 2:] - boxes[:, :2]
+    return np.concatenate([boxes[:, :2] - share * size, boxes[:, 2:] + share * size], axis=1)
 
 
 def _centres(boxes: np.ndarray) -> np.ndarray:
     return (boxes[:, :2] + boxes[:, 2:]) / 2
+
+
+def _distance_to_segments(points: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """(segments, points) distance from each point to each segment ``start -> end``."""
+    direction = (ends - starts)[:, None]
+    offset = points[None] - starts[:, None]
+    length = np.maximum((direction ** 2).sum(axis=2), 1e-9)
+    along = np.clip((offset * direction).sum(axis=2) / length, 0.0, 1.0)
+    return np.linalg.norm(offset - along[..., None] * direction, axis=2)
 
 
 def follow_faces(previous_grey: np.ndarray, grey: np.ndarray, faces: list[Face]) -> list[Face]:
