@@ -38,9 +38,11 @@ from deepfever.io import atomic_write, load_image
 logger = logging.getLogger("calibrate_landmarks")
 
 REFERENCE = "mtcnn"
-DETECTION_SIDE = 320  # unlabelled crops (<= 160 px) are upscaled to this longer side: both detectors work well there
+# Each unlabelled crop is resized so its longer side is drawn log-uniformly from this range: how YuNet's
+# landmarks differ from MTCNN's depends on the face's size in pixels (mouth offset 0.01-0.07 inter-ocular
+# distances between 160 and 640 px), so the offsets average over the sizes faces come in.
+DETECTION_SIDES = (128, 640)
 KEEP = 0.9
-WEIGHT_ITERATIONS = 5
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -70,11 +72,11 @@ def calibration_half(paths: list[Path]) -> list[Path]:
     return paths[:len(paths) // 2]
 
 
-def detect_unlabelled(path: Path, detectors: dict) -> dict[str, list[Face]]:
-    """Faces of one unlabelled crop, upscaled to ``DETECTION_SIDE`` (coordinates stay in the upscaled image)."""
+def detect_unlabelled(path: Path, side: float, detectors: dict) -> dict[str, list[Face]]:
+    """Faces of one unlabelled crop resized to a ``side``-px longer side (coordinates stay in the resized image)."""
     image = load_image(path)
-    factor = DETECTION_SIDE / max(image.shape[:2])
-    big = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+    factor = side / max(image.shape[:2])
+    big = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC if factor > 1 else cv2.INTER_AREA)
     return {name: detector.detect(big) for name, detector in detectors.items()}
 
 
@@ -98,16 +100,20 @@ def mean_crop_displacement(other: np.ndarray, reference: np.ndarray, template: A
 
 
 def fit_weights(landmarks: np.ndarray, template: AlignmentTemplate) -> tuple[np.ndarray, list[float]]:
-    """Inverse-variance weights of the five landmarks for the alignment fit (iteratively reweighted).
+    """Inverse-variance weights of the five landmarks for the alignment fit.
 
-    Returns the weights (mean 1) and the final per-landmark residual RMS in template pixels.
+    Each landmark's variance is how far it falls from the template when the face is aligned on the
+    other four (leave-one-out): a point's own residual after a fit that includes it shrinks as its
+    weight grows, so iterating on those would end with the eyes alone. Returns the weights (mean 1)
+    and the per-landmark leave-one-out RMS in template pixels.
     """
-    weights = np.ones(5)
-    for _ in range(WEIGHT_ITERATIONS):
-        errors = np.stack([transform_points(estimate_similarity(points, template.array, weights), points) - template.array
-                           for points in landmarks])
-        variance = (errors**2).sum(axis=2).mean(axis=0)
-        weights = (1 / variance) / (1 / variance).mean()
+    variance = np.zeros(5)
+    for index in range(5):
+        others = np.arange(5) != index
+        errors = [transform_points(estimate_similarity(points[others], template.array[others]), points[index:index + 1])[0]
+                  - template.array[index] for points in landmarks]
+        variance[index] = (np.asarray(errors) ** 2).sum(axis=1).mean()
+    weights = (1 / variance) / (1 / variance).mean()
     return weights, [round(float(value), 4) for value in np.sqrt(variance)]
 
 
@@ -122,7 +128,8 @@ def collect(args: argparse.Namespace, detectors: dict) -> tuple[dict, dict]:
     pairs: dict = {"unlabelled": {name: ([], [], []) for name in others}, "photos": {name: ([], [], []) for name in others}}
     counts = {"unlabelled_images": len(sample), "found": {name: 0 for name in detectors}}
     start = time.perf_counter()
-    sources = [("unlabelled", path, detect_unlabelled(path, detectors)) for path in sample]
+    sides = np.exp(rng.uniform(*np.log(DETECTION_SIDES), len(sample)))
+    sources = [("unlabelled", path, detect_unlabelled(path, side, detectors)) for path, side in zip(sample, sides)]
     photo_paths = sorted(Path(args.photos).glob("*.jpg")) if args.photos else []
     for path in photo_paths:
         image = load_image(path)
@@ -202,13 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     provenance = {
         "reference_detector": REFERENCE,
         "frame": "face frame of the detector's own landmarks: origin between the eyes, x along the eye line, unit = inter-ocular distance",
-        "source": f"{counts['unlabelled_images']} of the unlabelled faces drawn with numpy default_rng({args.seed}), each upscaled"
-                  f" (bicubic) to a {DETECTION_SIDE}-px longer side; photos only as a held-out check",
+        "source": f"{counts['unlabelled_images']} of the unlabelled faces drawn with numpy default_rng({args.seed}), each resized"
+                  f" to a longer side drawn log-uniformly from {DETECTION_SIDES} px; photos only as a held-out check",
         "method": (f"faces found by {REFERENCE} (score >= {args.min_score}) and the detector with box IoU >= {args.min_iou};"
                    f" offsets = mean of the {KEEP:.0%} of fit faces closest to the median difference; weights = inverse"
-                   f" residual variance after a similarity fit to the template ({WEIGHT_ITERATIONS} reweighting iterations),"
-                   f" mean 1, on the fit faces' {REFERENCE}-convention landmarks"),
-        "weights_residual_rms_px": dict(zip(LANDMARK_NAMES, rms)),
+                   " leave-one-out variance (each landmark's distance from the template when the face is aligned on the other"
+                   f" four), mean 1, on the fit faces' {REFERENCE}-convention landmarks"),
+        "weights_leave_one_out_rms_px": dict(zip(LANDMARK_NAMES, rms)),
         "found_rate_unlabelled": {name: round(found / counts["unlabelled_images"], 4) for name, found in counts["found"].items()},
         "detectors": detectors_report,
         "command": " ".join(shlex.quote(part) for part in ["python", "scripts/calibrate_landmarks.py", *(sys.argv[1:] if argv is None else argv)]),
