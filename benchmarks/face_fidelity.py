@@ -38,8 +38,8 @@ from deepfever.data.formats import read_dataset
 from deepfever.data.labels import EMOTIONS
 from deepfever.evaluation.transfer import CKPLUS_SHARED_CLASSES
 from deepfever.faces.align import AlignmentTemplate, align_face, estimate_similarity, transform_points
-from deepfever.faces.calibration import crop_displacement, landmarks_for_alignment, load_calibration
-from deepfever.faces.detect import create_detector
+from deepfever.faces.calibration import LandmarkCalibration, crop_displacement, landmarks_for_alignment, load_calibration
+from deepfever.faces.detect import DEFAULT_DETECTOR, create_detector
 from deepfever.faces.types import Face
 from deepfever.io import atomic_write, load_image
 from deepfever.models import DEFAULT_MODEL
@@ -126,17 +126,18 @@ def nearest_face(faces: list[Face], truth: np.ndarray) -> Face | None:
     return face if distance <= FOUND_WITHIN * interocular else None
 
 
-def path_landmarks(path: FacePath, landmarks: np.ndarray, template: AlignmentTemplate) -> np.ndarray:
+def path_landmarks(path: FacePath, landmarks: np.ndarray, template: AlignmentTemplate, calibration: LandmarkCalibration) -> np.ndarray:
     """Landmarks ``align_face`` needs for this face path."""
     if not (path.calibrate or path.weighted):
         return landmarks
-    return landmarks_for_alignment(landmarks, path.detector, template, calibrate=path.calibrate, weighted=path.weighted)
+    return landmarks_for_alignment(landmarks, path.detector, template, calibration, calibrate=path.calibrate, weighted=path.weighted)
 
 
 class Runner:
     """Detectors, model and template shared by every part; detector time is accumulated for the speed table."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, calibration: LandmarkCalibration) -> None:
+        self.calibration = calibration
         self.extractor = Extractor(model=model, batch_size=256).load()
         self.template = self.extractor.template_
         self.detectors = {name: create_detector(name) for name in sorted({path.detector for path in PATHS})}
@@ -155,7 +156,7 @@ class Runner:
     def crops(self, image: np.ndarray, faces: dict[str, Face | None]) -> dict[str, np.ndarray | None]:
         """Each path's crop of one face (None where its detector missed it)."""
         return {path.name: None if faces[path.detector] is None else
-                align_face(image, path_landmarks(path, faces[path.detector].landmarks, self.template), self.template)
+                align_face(image, path_landmarks(path, faces[path.detector].landmarks, self.template, self.calibration), self.template)
                 for path in PATHS}
 
     def predict(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -201,7 +202,7 @@ def placed_faces(runner: Runner, name: str, crops: np.ndarray, labels: np.ndarra
         oracle_matrix = estimate_similarity(truth, runner.template.array)
         for path in PATHS:
             if faces[path.detector] is not None:
-                points = path_landmarks(path, faces[path.detector].landmarks, runner.template)
+                points = path_landmarks(path, faces[path.detector].landmarks, runner.template, runner.calibration)
                 displacement[path.name].append(crop_displacement(estimate_similarity(points, runner.template.array), oracle_matrix, runner.template.size))
     predictions = predict_paths(runner, items)
     correct_reference = (reference_labels == labels).astype(np.float64)
@@ -364,6 +365,17 @@ def markdown(result: dict) -> str:
                      f" {'' if both_c is None else f'{both_c:.3f}'} | {c['cosine_to_ready_crop']:.3f} |"
                      f" {f['crop_error_median_px']:.2f} / {c['crop_error_median_px']:.2f} | {stable['mean_cosine']:.4f} |"
                      f" {stable['mean_agreement']:.3f} | {speed} |")
+    default = DEFAULT_DETECTOR
+    verdict = []
+    for label, data in (("FER+", fer), ("CK+", ck)):
+        entry, both = data["paths"][default], data["found_by_every_detector"]["paths"][default]
+        ready_both = data["found_by_every_detector"]["ready_crop_accuracy"]
+        verdict.append(f"{label}: {entry['accuracy_minus_ready_crop_points']:+.1f} points vs ready crops"
+                       f" (95 % CI {entry['accuracy_minus_ready_crop_ci95']}; on faces both detectors found"
+                       f" {(both['accuracy'] - ready_both) * 100:+.1f}), {(entry['accuracy'] - data['paths']['mtcnn']['accuracy']) * 100:+.1f}"
+                       f" vs the mtcnn path (CI {entry['accuracy_minus_mtcnn_ci95']}), found {entry['found_rate']:.3f} vs"
+                       f" {data['paths']['mtcnn']['found_rate']:.3f} (true landmarks, every face: {data['paths']['oracle']['accuracy_minus_ready_crop_points']:+.1f})")
+    lines += ["", f"Default path `{default}` (raw landmarks) against the bar of issue 16: " + "; ".join(verdict) + "."]
     lines += ["", "Cross-detector agreement on real images (YuNet path vs MTCNN path, faces both found):", "",
               "| pair | photos cos | photos agree | unlabelled cos | unlabelled agree |", "|---|---|---|---|---|"]
     photos, unlabelled = result["cross_detector"]["photos"], result["cross_detector"]["unlabelled"]
@@ -383,16 +395,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=400, help="faces per labelled dataset in part (a)")
     parser.add_argument("--stability-limit", type=int, default=100, help="faces in part (b)")
     parser.add_argument("--unlabelled-limit", type=int, default=300, help="unlabelled faces in part (c)")
+    parser.add_argument("--calibration", type=Path, default=None,
+                        help="landmark calibration JSON to evaluate (default: the packaged one); results get a __<file stem> suffix")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    runner = Runner(args.model)
-    calibration = load_calibration()
+    calibration = load_calibration(args.calibration)
+    runner = Runner(args.model, calibration)
     result = {"model": str(args.model), "protocol": __doc__.split("\n\n")[1].replace("\n", " "), "seed": args.seed,
               "command": " ".join(shlex.quote(part) for part in ["python", "benchmarks/face_fidelity.py", *(sys.argv[1:] if argv is None else argv)]),
-              "output_prior": runner.extractor.prior_, "calibration": {"template_id": calibration.template_id,
+              "output_prior": runner.extractor.prior_, "calibration": {"file": str(args.calibration or "packaged"), "template_id": calibration.template_id,
               "offsets": {k: v.round(4).tolist() for k, v in calibration.offsets.items()}, "weights": calibration.weights.round(4).tolist()},
               "placed_faces": {}}
     start = time.perf_counter()
@@ -415,7 +429,7 @@ def main(argv: list[str] | None = None) -> None:
     result["cross_detector"] = {"photos": cross_detector(runner, photos, "photos"),
                                 "unlabelled": cross_detector(runner, unlabelled, "unlabelled")}
     result["seconds"] = round(time.perf_counter() - start, 1)
-    name = result_name("face_fidelity", args.model)
+    name = result_name("face_fidelity", args.model) + (f"__{args.calibration.stem}" if args.calibration else "")
     save_result(name, result)
     with atomic_write(RESULTS / f"{name}.md") as tmp:
         tmp.write_text(markdown(result), encoding="utf-8")

@@ -119,9 +119,9 @@ def fit_weights(landmarks: np.ndarray, template: AlignmentTemplate) -> tuple[np.
 
 def collect(args: argparse.Namespace, detectors: dict) -> tuple[dict, dict]:
     """Matched (other, reference) landmark arrays per detector for unlabelled faces and for photos, plus counts."""
-    paths = calibration_half(sorted(Path(args.unlabelled).glob("*.jpg")))
+    paths = calibration_half(sorted(Path(args.unlabelled).glob(args.pattern)))
     if not paths:
-        raise FileNotFoundError(f"calibrate_landmarks: no *.jpg under --unlabelled {args.unlabelled}")
+        raise FileNotFoundError(f"calibrate_landmarks: no {args.pattern} under --unlabelled {args.unlabelled}")
     rng = np.random.default_rng(args.seed)
     sample = [paths[i] for i in sorted(rng.choice(len(paths), size=min(args.n_images, len(paths)), replace=False))]
     others = [name for name in detectors if name != REFERENCE]
@@ -152,6 +152,7 @@ def collect(args: argparse.Namespace, detectors: dict) -> tuple[dict, dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--unlabelled", type=Path, default=Path("../shared/data/unlabeled_faces"))
+    parser.add_argument("--pattern", default="*.jpg", help="file pattern of the face images under --unlabelled")
     parser.add_argument("--photos", type=Path, default=Path("../shared/data/photos"), help="held-out check only")
     parser.add_argument("--detectors", nargs="+", default=["yunet"], help="detectors to calibrate onto MTCNN's convention")
     parser.add_argument("--out", type=Path, default=Path("src/deepfever/faces") / CALIBRATION_FILE)

@@ -13,6 +13,11 @@ equal weights lets a smile shrink or tilt the crop; weighting the stable points 
 keeps the framing fixed. ``landmarks_for_alignment`` applies both and returns points that the plain
 ``align_face`` turns into the calibrated, weighted crop.
 
+Measured (``benchmarks/face_fidelity.py``, results in ``benchmarks/results/face_fidelity.md``): with the
+default model neither the calibration nor the weights moves accuracy, cosine to ready crops, stability or
+cross-detector agreement beyond noise, so the default face path aligns on the detector's raw landmarks;
+this module is the measured alternative, kept for other detectors and templates.
+
 Example:
     >>> from deepfever.faces.template import load_default_template
     >>> template = load_default_template()
