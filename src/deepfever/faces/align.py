@@ -71,20 +71,24 @@ def estimate_similarity(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | 
     dst = np.asarray(dst, dtype=np.float64)
     if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or src.shape[0] < 2:
         raise ValueError(f"estimate_similarity: expected two (N, 2) arrays with N >= 2, got {src.shape} and {dst.shape}")
-    if weights is None:
-        share = np.full(len(src), 1.0 / len(src))
+    if weights is None:  # the plain fit, in the arithmetic it always had, so existing crops stay bit-identical
+        src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+        src_c, dst_c = src - src_mean, dst - dst_mean
+        src_var = (src_c**2).sum() / len(src)
+        covariance = dst_c.T @ src_c / len(src)
     else:
         share = np.asarray(weights, dtype=np.float64)
         if share.shape != (len(src),) or not np.isfinite(share).all() or (share < 0).any() or share.sum() <= 0:
             raise ValueError(f"estimate_similarity: weights must be {len(src)} finite non-negative numbers with a positive sum,"
                              f" got {np.asarray(weights).tolist()}")
         share = share / share.sum()
-    src_mean, dst_mean = share @ src, share @ dst
-    src_c, dst_c = src - src_mean, dst - dst_mean
-    src_var = share @ (src_c**2).sum(axis=1)
+        src_mean, dst_mean = share @ src, share @ dst
+        src_c, dst_c = src - src_mean, dst - dst_mean
+        src_var = share @ (src_c**2).sum(axis=1)
+        covariance = (dst_c * share[:, None]).T @ src_c
     if src_var <= 0:
         raise ValueError("estimate_similarity: all (positively weighted) source points coincide; cannot estimate a transform")
-    u, singular, vt = np.linalg.svd((dst_c * share[:, None]).T @ src_c)
+    u, singular, vt = np.linalg.svd(covariance)
     sign = np.ones(2)
     if np.linalg.det(u) * np.linalg.det(vt) < 0:
         sign[1] = -1.0  # a reflection would fit better; forbid it
