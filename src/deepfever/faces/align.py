@@ -59,21 +59,36 @@ class AlignmentTemplate:
         return cls(tuple(tuple(point) for point in data["landmarks"]), data["size"])
 
 
-def estimate_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+def estimate_similarity(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """Least-squares similarity (Umeyama 1991, no reflection) mapping ``src`` points onto ``dst``.
 
-    Returns a (2, 3) float64 matrix ``M`` with ``dst ≈ M[:, :2] @ src + M[:, 2]``.
+    ``weights`` (N,) non-negative, optional: each point's share of the squared error, so points that
+    move with the expression (mouth corners) can count less than stable ones (eyes, nose); equal
+    weights give the plain fit. Returns a (2, 3) float64 matrix ``M`` with
+    ``dst ≈ M[:, :2] @ src + M[:, 2]``.
     """
     src = np.asarray(src, dtype=np.float64)
     dst = np.asarray(dst, dtype=np.float64)
     if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or src.shape[0] < 2:
         raise ValueError(f"estimate_similarity: expected two (N, 2) arrays with N >= 2, got {src.shape} and {dst.shape}")
-    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
-    src_c, dst_c = src - src_mean, dst - dst_mean
-    src_var = (src_c**2).sum() / len(src)
+    if weights is None:  # the plain fit, in the arithmetic it always had, so existing crops stay bit-identical
+        src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+        src_c, dst_c = src - src_mean, dst - dst_mean
+        src_var = (src_c**2).sum() / len(src)
+        covariance = dst_c.T @ src_c / len(src)
+    else:
+        share = np.asarray(weights, dtype=np.float64)
+        if share.shape != (len(src),) or not np.isfinite(share).all() or (share < 0).any() or share.sum() <= 0:
+            raise ValueError(f"estimate_similarity: weights must be {len(src)} finite non-negative numbers with a positive sum,"
+                             f" got {np.asarray(weights).tolist()}")
+        share = share / share.sum()
+        src_mean, dst_mean = share @ src, share @ dst
+        src_c, dst_c = src - src_mean, dst - dst_mean
+        src_var = share @ (src_c**2).sum(axis=1)
+        covariance = (dst_c * share[:, None]).T @ src_c
     if src_var <= 0:
-        raise ValueError("estimate_similarity: all source points coincide; cannot estimate a transform")
-    u, singular, vt = np.linalg.svd(dst_c.T @ src_c / len(src))
+        raise ValueError("estimate_similarity: all (positively weighted) source points coincide; cannot estimate a transform")
+    u, singular, vt = np.linalg.svd(covariance)
     sign = np.ones(2)
     if np.linalg.det(u) * np.linalg.det(vt) < 0:
         sign[1] = -1.0  # a reflection would fit better; forbid it
