@@ -70,11 +70,11 @@ def _cell(value: Any, digits: int) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def run_cli(arguments: str | Sequence[str], cwd: str | os.PathLike | None = None, shown: str | None = None) -> str:
+def run_cli(arguments: str | Sequence[str], shown: str | None = None) -> str:
     """Run ``deepfever ARGS`` with this Python, print the command and its output; fail the build on a non-zero exit."""
     argv = shlex.split(arguments) if isinstance(arguments, str) else list(arguments)
-    done = subprocess.run([sys.executable, "-m", "deepfever", *argv], cwd=cwd, capture_output=True, text=True)
-    output = tidy((done.stdout + done.stderr).strip())
+    done = subprocess.run([sys.executable, "-m", "deepfever", *argv], capture_output=True, text=True)
+    output = tidy((done.stderr + done.stdout).strip())  # logs (stderr) come before the closing "wrote ..." lines
     command = shown or tidy("deepfever " + " ".join(shlex.quote(a) for a in argv))
     _page_print(f"\n```console\n$ {command}\n{output}\n```\n")
     if done.returncode != 0:
@@ -82,9 +82,14 @@ def run_cli(arguments: str | Sequence[str], cwd: str | os.PathLike | None = None
     return output
 
 
+_LIBRARY_NOISE = ("[ WARN:", "INFO faiss.loader", "ModuleNotFoundError(\"No module named 'faiss.swigfaiss")
+"""Lines other libraries print (OpenCV's DNN notice, FAISS probing for CPU features) that say nothing about DeepFEVER."""
+
+
 def tidy(text: str) -> str:
     """Shorten the build's scratch and data folders to ``work/`` and ``$DATA/``; keep a progress bar's last state."""
-    text = "\n".join(line.split("\r")[-1] for line in text.splitlines())
+    lines = (line.split("\r")[-1] for line in text.splitlines())
+    text = "\n".join(line for line in lines if not line.startswith(_LIBRARY_NOISE))
     return (text.replace(os.environ["DEEPFEVER_DOCS_WORK"] + "/", "work/")
             .replace(os.environ["DEEPFEVER_DATA"], "$DATA"))
 
