@@ -27,7 +27,7 @@ def _walk(parser: argparse.ArgumentParser, prefix: str, summary: str) -> Iterato
 
 def render() -> str:
     """Markdown: one section per command and sub-command, with its full ``--help``."""
-    os.environ["COLUMNS"] = "100"  # argparse wraps help to the terminal width; fix it for a stable page
+    os.environ["COLUMNS"] = "80"  # argparse wraps help to the terminal width; fix it for a stable page
     from deepfever.cli import build_parser
 
     root = build_parser()
