@@ -5,7 +5,7 @@ from conftest import write_ferplus_fixture
 from deepfever.cli import main
 from deepfever.config import load_config
 from deepfever.training.config import TrainConfig
-from deepfever.training.distributed import init_distributed
+from deepfever.models.distributed import init_distributed
 from deepfever.training.hooks import Hook
 from deepfever.training.loop import Trainer, train
 from deepfever.training.selection import EvaluationHook

@@ -7,9 +7,7 @@ results and report. The work itself is ``deepfever.pipeline.FaceEngine`` (images
 """
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 import logging
 import os
 import time
@@ -27,6 +25,8 @@ from deepfever.io.inputs import VIDEO_SUFFIXES, expand_inputs
 from deepfever.models import load_model
 from deepfever.models.checkpoint import resolve_weights
 from deepfever.models.config import normalize_prior
+from deepfever.models.device import resolve_device
+from deepfever.models.fingerprint import model_fingerprint
 from deepfever.models.fuse import fuse_batchnorm
 from deepfever.models.onnx_runtime import BACKENDS
 from deepfever.models.predict import predict_arrays
@@ -34,18 +34,9 @@ from deepfever.models.prior import prior_offset, resolve_prior
 from deepfever.pipeline import ExtractionReport, FaceEngine, FaceStage
 from deepfever.pipeline.rows import row_columns
 
-__all__ = ["ExtractionReport", "ExtractionStream", "Extractor", "resolve_device"]
+__all__ = ["ExtractionReport", "ExtractionStream", "Extractor"]
 
 logger = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present; asking for CUDA without it is an error, not a silent fallback."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was requested but CUDA is not available; use 'cpu' or 'auto'")
-    return torch.device(name)
 
 
 class ExtractionStream(Iterator[dict[str, Any]]):
@@ -185,11 +176,7 @@ class Extractor:
             weights = resolve_weights(self.model)
             # BatchNorm folded into the convolutions: same outputs, faster CPU inference.
             self.model_ = fuse_batchnorm(load_model(weights, self.device_)).to(memory_format=torch.channels_last)
-            fingerprint = {
-                "model_id": f"{Path(weights).stem}@{_sha256(weights)[:12]}",
-                "template_id": hashlib.sha256(json.dumps(self.model_.config.template, sort_keys=True).encode()).hexdigest()[:12],
-                "crop_size": self.model_.config.input_size,
-            }
+            fingerprint = model_fingerprint(weights, self.model_.config)
         config = self.model_.config
         try:
             self.stage_ = FaceStage.of(config, self.detector)
@@ -350,11 +337,3 @@ def _normalise_inputs(inputs) -> list[tuple[str, Any]]:
 
 def _is_video(source: Any) -> bool:
     return isinstance(source, Path) and source.suffix.lower() in VIDEO_SUFFIXES
-
-
-def _sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

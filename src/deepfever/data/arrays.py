@@ -12,23 +12,18 @@ import hashlib
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from deepfever.data.formats.base import Sample
+from deepfever.io.cache import cache_dir
 from deepfever.io.images import load_image
 
 if TYPE_CHECKING:
     from deepfever.pipeline import FacePath
 
 logger = logging.getLogger(__name__)
-
-
-def cache_dir() -> Path:
-    """``$DEEPFEVER_CACHE`` or ``~/.cache/deepfever``: weights and prepared arrays live here."""
-    return Path(os.environ.get("DEEPFEVER_CACHE", Path.home() / ".cache" / "deepfever"))
 
 
 def sample_signature(sample: Sample) -> str:

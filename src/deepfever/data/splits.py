@@ -15,7 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from deepfever.data.arrays import cache_dir, load_crop_array
+from deepfever.data.arrays import load_crop_array
+from deepfever.io.cache import cache_dir
 from deepfever.data.formats import NO_LABEL, Sample, read_dataset
 from deepfever.data.prepare import SOFT_COLUMNS, DatasetSnapshot, PrepareError, PrepareSettings, load_prepared, prepare_dataset
 

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from deepfever.faces.types import padded_box
-from deepfever.models import DEFAULT_MODEL
+from deepfever import defaults
+from deepfever.pipeline.rows import outputs_at
 from deepfever.serve._batching import MicroBatcher
 from deepfever.serve._uploads import ClientInputError, decode_upload
 
@@ -59,19 +59,19 @@ class ServeSettings:
             index root (the deepest folder holding them all).
     """
 
-    model: str = DEFAULT_MODEL
-    detector: str = "mtcnn"
+    model: str = defaults.MODEL
+    detector: str = defaults.DETECTOR
     detector_options: dict[str, Any] | None = None
-    device: str = "cpu"
+    device: str = defaults.DEVICE
     index: str | None = None
     reference: str | None = None
     max_upload_mb: float = 20.0
-    max_pixels: int = 40_000_000
+    max_pixels: int = defaults.UPLOAD_MAX_PIXELS
     max_files: int = 16
     workers: int = 2
     max_concurrency: int = 32
     max_wait_ms: float = 5.0
-    batch_size: int = 64
+    batch_size: int = defaults.BATCH_SIZE
     request_timeout_s: float = 30.0
     body_timeout_s: float = 30.0
     header_timeout_s: float = 10.0
@@ -240,8 +240,7 @@ class ExpressionService:
         crops = prepared.crops[list(chosen)]
         result = await asyncio.wrap_future(self.batcher_.submit(crops, cancelled))
         for position, index in enumerate(chosen):
-            outputs = {key: value[position] for key, value in result.items()}
-            analysis.rows.append(self._row(name, index, prepared.faces[index], outputs))
+            analysis.rows.append(self._row(name, index, prepared.faces[index], outputs_at(result, position)))
         return analysis
 
     @staticmethod
@@ -253,9 +252,7 @@ class ExpressionService:
         return face
 
     def _prepare(self, data: bytes, name: str, cancelled: threading.Event) -> _Prepared:
-        """Decode, detect and align in a pool thread; skipped when the client has gone."""
-        from deepfever.faces.align import align_faces
-
+        """Decode, detect and align (the engine's face path) in a pool thread; skipped when the client has gone."""
         if cancelled.is_set():
             self.counters_.skipped_cancelled += 1
             raise RequestCancelled(name)
@@ -264,20 +261,15 @@ class ExpressionService:
             if cancelled.is_set():
                 self.counters_.skipped_cancelled += 1
                 raise RequestCancelled(name)
-            faces = self.detector_.detect(image)
+            faces, crops = self.extractor_.engine_.locate(image, self.detector_)
             self.counters_.images_detected += 1
-        crops = align_faces(image, faces, self.extractor_.template_) if faces else np.zeros((0,), np.uint8)
         return _Prepared(image.shape[1], image.shape[0], faces, crops)
 
     def _row(self, name: str, index: int, face, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
-        """The row ``deepfever extract`` writes for this face (its own row builder), as JSON-ready values."""
-        from deepfever.extraction.rows import face_row, prediction_fields
-
-        row = face_row(name, index, face)
+        """The row ``deepfever extract`` writes for this face (the engine's row builder), as JSON-ready values."""
+        row = self.extractor_.engine_.row(name, index, face, outputs)
         row["landmarks"] = row["landmarks"].tolist()
-        row["embedding"] = outputs["embedding"].tolist()
-        row.update(prediction_fields(self.extractor_.class_names_, outputs["probabilities"], outputs.get("valence_arousal")))
-        row.update(self.extractor_.fingerprint_)
+        row["embedding"] = row["embedding"].tolist()
         return row
 
     # -- applications ----------------------------------------------------------------------
@@ -329,8 +321,9 @@ class ExpressionService:
         return self.index_
 
     def _has_thumbnail(self, row: int) -> bool:
-        meta = self.index_.meta
-        return {"box_x1", "box_y1", "box_x2", "box_y2"} <= set(meta.columns) and ("frame" not in meta or pd.isna(meta["frame"].iat[row]))
+        from deepfever.faces.thumbnails import has_image_face
+
+        return has_image_face(self.index_.meta.iloc[row])
 
     async def thumbnail(self, row: int) -> bytes:
         """JPEG of indexed face ``row``, cut from the image file the index names (never a path from a request)."""
@@ -342,6 +335,7 @@ class ExpressionService:
         from PIL import Image
 
         from deepfever.errors import ImageReadError
+        from deepfever.faces.thumbnails import face_thumbnail
         from deepfever.io.images import load_image
 
         record = self.index_.meta.iloc[row]
@@ -349,11 +343,11 @@ class ExpressionService:
             image = load_image(record["path"])
         except ImageReadError as error:
             raise ClientInputError(404, f"thumbnail: the indexed image of row {row} cannot be read now ({error})") from error
-        x1, y1, x2, y2 = (float(record[f"box_{name}"]) for name in ("x1", "y1", "x2", "y2"))
-        crop = Image.fromarray(image).crop(padded_box((x1, y1, x2, y2), 0.2, image.shape))
-        crop.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+        crop = face_thumbnail(image, [float(record[f"box_{name}"]) for name in ("x1", "y1", "x2", "y2")], THUMBNAIL_SIDE)
+        if crop is None:
+            raise ClientInputError(404, f"thumbnail: the box of index row {row} lies outside its image")
         buffer = io.BytesIO()
-        crop.save(buffer, format="JPEG", quality=85)
+        Image.fromarray(crop).save(buffer, format="JPEG", quality=85)
         return buffer.getvalue()
 
 

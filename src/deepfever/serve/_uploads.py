@@ -6,14 +6,10 @@ The reasons read like the CLI's (``deepfever.io.images.load_image``) so a user s
 """
 from __future__ import annotations
 
-import io
-import warnings
-
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from deepfever.errors import DeepFeverError
-from deepfever.io.images import load_image
+from deepfever.errors import DeepFeverError, ImageReadError
+from deepfever.io.images import ImageTooLargeError, NotAnImageError, load_image
 
 
 class ClientInputError(DeepFeverError, ValueError):
@@ -29,27 +25,15 @@ class ClientInputError(DeepFeverError, ValueError):
 def decode_upload(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     """RGB ``uint8`` (H, W, 3) with EXIF orientation applied, from the bytes of an uploaded image file.
 
+    The package's one decoder (``load_image``) does the work; its reasons become statuses here.
     Raises ``ClientInputError``: 413 above ``max_pixels`` (checked from the header, before decoding),
     415 when the bytes are no image format, 422 when they are empty, truncated or corrupt.
     """
-    if not data:
-        raise ClientInputError(422, f"{name}: empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            # Our own limit gives the message; PIL's bomb warning would only repeat it.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise ClientInputError(413, f"{name}: {width}x{height} pixels exceeds the limit of {max_pixels:,}; resize it first")
-                image.load()
-                return load_image(image)
-    except ClientInputError:
-        raise
-    except Image.DecompressionBombError as error:
-        raise ClientInputError(413, f"{name}: image exceeds the pixel limit ({error})") from error
-    except UnidentifiedImageError as error:
-        raise ClientInputError(415, f"{name}: not a readable image ({error.__class__.__name__}); send a JPEG, PNG, WebP, "
-                                    "BMP, TIFF or GIF file") from error
-    except (OSError, SyntaxError, ValueError) as error:
-        raise ClientInputError(422, f"{name}: corrupt or truncated image ({error})") from error
+        return load_image(data, max_pixels=max_pixels, name=name)
+    except ImageTooLargeError as error:
+        raise ClientInputError(413, str(error)) from error
+    except NotAnImageError as error:
+        raise ClientInputError(415, f"{error}; send a JPEG, PNG, WebP, BMP, TIFF or GIF file") from error
+    except ImageReadError as error:
+        raise ClientInputError(422, str(error)) from error

@@ -21,7 +21,7 @@ from deepfever import defaults
 from deepfever.faces.detect import Detector
 from deepfever.faces.types import Face
 from deepfever.pipeline import FaceEngine
-from deepfever.pipeline.rows import SMOOTH_SUFFIX, VIDEO_KEYS, PendingBatch, outputs_at, prediction_fields, row_columns
+from deepfever.pipeline.rows import SMOOTH_SUFFIX, PendingBatch, outputs_at, prediction_fields, row_columns
 from deepfever.video.decode import DecodeStats, Frame, decode_shortfall, iter_frames, probe_video
 from deepfever.video.tracking import CONFIRMED, DELETED, TENTATIVE, FaceTracker, Track, appearance_descriptor, follow_faces
 
