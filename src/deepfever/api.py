@@ -31,7 +31,9 @@ from deepfever.models.fuse import fuse_batchnorm
 from deepfever.models.onnx_runtime import BACKENDS
 from deepfever.models.predict import predict_arrays
 from deepfever.models.prior import prior_offset, resolve_prior
-from deepfever.pipeline import ExtractionReport, FaceEngine, FaceStage
+from deepfever.pipeline.engine import FaceEngine
+from deepfever.pipeline.report import ExtractionReport
+from deepfever.pipeline.stage import FaceStage
 from deepfever.pipeline.rows import row_columns
 
 __all__ = ["ExtractionReport", "ExtractionStream", "Extractor"]
