@@ -137,7 +137,7 @@ def test_micro_batcher_skips_cancelled_jobs_and_reports_failures_to_each_job():
 def test_decode_upload_answers_each_kind_of_bad_image_with_its_status():
     good = png_bytes(np.full((40, 30, 3), 200, np.uint8))
     assert decode_upload(good, "ok.png", 10_000).shape == (40, 30, 3)
-    cases = {b"": (422, "empty file"), b"%PDF-1.4 not an image": (415, "not a readable image"),
+    cases = {b"": (422, r"empty \(0 bytes\)"), b"%PDF-1.4 not an image": (415, "not a readable image"),
              good[: len(good) // 2]: (422, "corrupt or truncated")}
     for data, (status, reason) in cases.items():
         with pytest.raises(ClientInputError, match=reason) as caught:
@@ -149,6 +149,13 @@ def test_decode_upload_answers_each_kind_of_bad_image_with_its_status():
 
 
 # -- the API -------------------------------------------------------------------------------
+def test_settings_prior_reaches_the_extractor_the_service_builds(tiny_model_file):
+    service = ExpressionService(tiny_settings(tiny_model_file, prior="train")).load()
+    assert service.extractor_.prior == "train"  # the tiny model records no class prior, so "train" is its one choice
+    with pytest.raises(ValueError, match="prior"):
+        ExpressionService(tiny_settings(tiny_model_file, prior="sideways")).load()
+
+
 def test_extract_rows_equal_offline_extract_and_bad_files_are_listed(http, tiny_model_file, tiny_extractor, crops):
     offline = tiny_extractor.extract(crops[:3]).set_index("path")
     with running_server(tiny_settings(tiny_model_file), tiny_extractor) as (url, _):
@@ -282,7 +289,7 @@ def test_compare_odd_one_out_and_search_with_thumbnails(tiny_model_file, tiny_ex
         assert hits[0]["path"] == "crop2.png" and hits[0]["similarity"] == pytest.approx(1.0, abs=1e-4)
         thumbnail = client.get(hits[0]["thumbnail"])
         assert thumbnail.headers["content-type"] == "image/jpeg"
-        assert Image.open(io.BytesIO(thumbnail.content)).size == (48, 48)
+        assert Image.open(io.BytesIO(thumbnail.content)).size == (128, 128)  # face_thumbnail: the longer side at the index thumbnail size
         assert client.get("/v1/index/thumbnails/99").status_code == 404
 
         same = client.post("/v1/compare", files={"a": upload["crop1.png"], "b": upload["crop1.png"]}).json()

@@ -87,9 +87,10 @@ def run_fit(args: argparse.Namespace) -> int:
     from deepfever.evaluation.classifier_io import SavedClassifier, classifier_paths, save_classifier
     from deepfever.evaluation.probe import fit_classifier
     from deepfever.io.atomic import refuse_overwrite
+    from deepfever.io.failures import failures_path_for, write_failures
 
     document_path, weights_path = classifier_paths(args.output)
-    failures_path = document_path.with_name(document_path.name[: -len(".json")] + ".failures.csv")
+    failures_path = failures_path_for(document_path)
     for target in (document_path, weights_path, failures_path):
         refuse_overwrite(target, args.overwrite)
     paths = _report_paths(args.report_dir, args) if args.report_dir else {}
@@ -102,7 +103,7 @@ def run_fit(args: argparse.Namespace) -> int:
     info["sklearn_version"] = _sklearn_version()
     saved = save_classifier(SavedClassifier.from_pipeline(pipeline, vectors.class_names, info), args.output, args.overwrite)
     if vectors.failures:
-        _write_failures(vectors.failures, failures_path)
+        write_failures(vectors.failures, failures_path)
     if paths:
         _write_report(report, vectors, paths)
     print(f"wrote {saved} and {weights_path}" + (f" ({failures_path})" if vectors.failures else ""))
@@ -220,6 +221,7 @@ def _write_report(report: dict[str, Any], vectors, paths: dict[str, Path]) -> No
     from deepfever.evaluation._probe_plots import plot_learning_curve
     from deepfever.evaluation.ferplus import plot_confusion
     from deepfever.io.atomic import atomic_write
+    from deepfever.io.failures import write_failures
 
     predicted = report["predicted"]
     document = {key: value for key, value in report.items() if key != "predicted"}
@@ -234,16 +236,7 @@ def _write_report(report: dict[str, Any], vectors, paths: dict[str, Path]) -> No
                           "label": names[vectors.labels].to_numpy(), "predicted_out_of_fold": names[predicted].to_numpy()})
     with atomic_write(paths["predictions"]) as tmp:
         table.to_csv(tmp, index=False)
-    _write_failures(vectors.failures, paths["failures"])
-
-
-def _write_failures(failures: list[dict[str, str]], path: Path) -> None:
-    import pandas as pd
-
-    from deepfever.io.atomic import atomic_write
-
-    with atomic_write(path) as tmp:
-        pd.DataFrame(failures, columns=["path", "reason"]).to_csv(tmp, index=False)
+    write_failures(vectors.failures, paths["failures"])
 
 
 def _sklearn_version() -> str:

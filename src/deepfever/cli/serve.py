@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     extractor = build_extractor(args)
     settings = ServeSettings(
-        model=str(extractor.model), detector=extractor.detector, device=extractor.device, index=args.index,
+        model=str(extractor.model), detector=extractor.detector, device=extractor.device, prior=extractor.prior, index=args.index,
         reference=args.reference, max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels, max_files=args.max_files,
         workers=args.workers, max_concurrency=args.max_concurrency, max_wait_ms=args.max_wait_ms,
         batch_size=extractor.batch_size, request_timeout_s=args.request_timeout, body_timeout_s=args.body_timeout,

@@ -55,6 +55,7 @@ from deepfever.errors import DeepFeverError, ImageReadError
 from deepfever.faces.align import align_face
 from deepfever.faces.types import Face, face_in_original, padded_box
 from deepfever.io.atomic import atomic_write
+from deepfever.io.failures import write_failures
 from deepfever.io.lock import RunLock
 
 if TYPE_CHECKING:
@@ -422,8 +423,7 @@ def _finish(cache: Path, identity: dict[str, Any], total: int, started: float) -
     frames = [pd.read_parquet(shards / f"{start:09d}-{stop:09d}.parquet") for start, stop in done]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["split", "index", "path", "reason"])
     failures = table[table["reason"] != ""]
-    with atomic_write(cache / "failures.csv") as tmp:
-        failures[["split", "index", "path", "reason"]].to_csv(tmp, index=False)
+    write_failures(failures.to_dict("records"), cache / "failures.csv", ("split", "index", "path", "reason"))
     covered = sum(stop - start for start, stop in done)
     summary = PrepareSummary(total, int((table["reason"] == "").sum()), len(failures), total - covered, time.perf_counter() - started)
     if summary.complete:

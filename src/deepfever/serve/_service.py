@@ -40,6 +40,7 @@ class ServeSettings:
     Args:
         model: packaged model name or ``.safetensors`` path.
         detector: ``mtcnn``, ``yunet`` or ``none``; ``detector_options`` go to its constructor.
+        prior: class prior of the probabilities, as ``Extractor(prior=...)`` (None: the model's recorded strength).
         index: folder from ``deepfever index build``, for ``/v1/search``.
         reference: folder of face images or FER+ root whose random pairs give ``compare`` a percentile
             (default: pairs of faces from the index, when there is one).
@@ -63,6 +64,7 @@ class ServeSettings:
     detector: str = defaults.DETECTOR
     detector_options: dict[str, Any] | None = None
     device: str = defaults.DEVICE
+    prior: str | float | None = defaults.OUTPUT_PRIOR
     index: str | None = None
     reference: str | None = None
     max_upload_mb: float = 20.0
@@ -159,7 +161,8 @@ class ExpressionService:
             return self
         settings = self.settings
         extractor = self.extractor or Extractor(model=settings.model, device=settings.device, detector=settings.detector,
-                                                detector_options=settings.detector_options, batch_size=settings.batch_size)
+                                                detector_options=settings.detector_options, batch_size=settings.batch_size,
+                                                prior=settings.prior)
         if not hasattr(extractor, "fingerprint_"):
             extractor.load()
         self.detector_ = extractor.detector_for(settings.detector)

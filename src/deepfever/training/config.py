@@ -8,7 +8,7 @@ over all processes and accumulation steps, so a run means the same on 1 CPU or 8
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from deepfever.training.augment import AugmentConfig
@@ -295,19 +295,6 @@ class TrainConfig:
         if self.data.class_balance and not self.loss.logit_adjust:
             # Resampled batches shift the prior the raw logits learn; only logit adjustment records which one.
             raise ValueError("data.class_balance needs loss.logit_adjust > 0, so the model's raw logits keep a prior its metadata can state")
-        # load_config leaves list items as plain mappings; build them here so a bad key names itself.
-        known = {item.name for item in fields(SourceSection)}
-        built = []
-        for index, source in enumerate(self.sources):
-            if isinstance(source, dict):
-                unknown = sorted(set(source) - known)
-                if unknown or "name" not in source:
-                    raise ValueError(
-                        f"TrainConfig.sources[{index}]: unknown key(s) {unknown} or no name; valid keys: {sorted(known)}"
-                    )
-                source = SourceSection(**source)
-            built.append(source)
-        object.__setattr__(self, "sources", tuple(built))
         self._check_loss_terms()
 
     def _check_loss_terms(self) -> None:
