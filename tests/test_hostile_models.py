@@ -241,7 +241,8 @@ def test_damaged_index_files_are_refused_in_one_line(tmp_path, capsys, name, dam
     ("epochs: [1,\n", "config.yaml"), ("sources: 5\n", "sources"), ("sources: {a: 1}\n", "sources"),
     ("epochs: true\n", "epochs"), (b"epochs: 1 # \xe9\n", "config.yaml"),
 ], ids=["syntax", "sources-int", "sources-map", "epochs-bool", "not-utf8"])
-def test_edited_training_config_is_refused_in_one_line(tmp_path, capsys, text, field):
+def test_edited_training_config_is_refused_in_one_line(tmp_path, capsys, monkeypatch, text, field):
+    monkeypatch.chdir(tmp_path)  # a config that were accepted would train into ./runs
     config = tmp_path / "config.yaml"
     config.write_bytes(text if isinstance(text, bytes) else text.encode())
     line = _one_line_error(capsys, ["train", "--config", config])
