@@ -20,7 +20,7 @@ import torch
 
 from deepfever import defaults
 from deepfever.errors import HeadUnavailableError
-from deepfever.io.images import IMAGE_SUFFIXES, as_rgb_uint8
+from deepfever.io.images import IMAGE_SUFFIXES, as_rgb_uint8, as_uint8_pixels
 from deepfever.io.inputs import VIDEO_SUFFIXES, expand_inputs
 from deepfever.models import load_model
 from deepfever.models.checkpoint import resolve_weights
@@ -207,16 +207,21 @@ class Extractor:
 
     # -- crops ---------------------------------------------------------------------------
     def embed(self, crops: np.ndarray) -> np.ndarray:
-        """Expression vectors (N, D) float32, L2-normalised, for aligned crops (N, S, S[, 3]) uint8."""
-        return self.predict(crops)["embedding"]
+        """Expression vectors (N, D) float32, L2-normalised, for aligned crops (N, S, S[, 3]) uint8 (or uint16)."""
+        return self._predict(crops, "Extractor.embed")["embedding"]
 
     def predict(self, crops: np.ndarray) -> dict[str, np.ndarray]:
-        """``embedding``, ``probabilities`` and (when trained) ``valence_arousal`` for aligned crops."""
+        """``embedding``, ``probabilities`` and (when trained) ``valence_arousal`` for aligned crops uint8 (or uint16)."""
+        return self._predict(crops, "Extractor.predict")
+
+    def _predict(self, crops: np.ndarray, caller: str) -> dict[str, np.ndarray]:
+        """Crops through the one pixel converter (as ``extract`` takes images), then the model."""
         self.ensure_loaded()
         crops = np.asarray(crops)
         if len(crops) == 0:
             return {"embedding": np.zeros((0, self.model_.config.embedding_dim), np.float32),
                     "probabilities": np.zeros((0, len(self.class_names_)), np.float32)}
+        crops = as_uint8_pixels(crops, caller)
         if self.backend == "onnxruntime":
             result = self.model_.predict_arrays(crops, self.batch_size, self.flip_tta, self.prior_)
         else:

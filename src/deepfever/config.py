@@ -33,7 +33,12 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     """Build ``cls`` from defaults, then the YAML file, then ``key.sub=value`` overrides (YAML-typed)."""
     data: dict[str, Any] = {}
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text())
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except UnicodeDecodeError as error:
+            raise ValueError(f"load_config: {path} is not UTF-8 text ({error}); save the YAML file as UTF-8") from None
+        except yaml.YAMLError as error:
+            raise ValueError(f"load_config: {path} is not valid YAML ({' '.join(str(error).split())})") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ValueError(f"load_config: {path} must hold a mapping at the top level, got {type(loaded).__name__}")
         data = loaded or {}
@@ -45,8 +50,19 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw)
-    return _build(cls, data, cls.__name__)
+            if not isinstance(node, dict):
+                raise ValueError(f"load_config: override {override!r}: {part} is {node!r}, not a section with keys")
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            raise ValueError(f"load_config: override {override!r} is not a YAML value ({' '.join(str(error).split())})") from None
+    try:
+        return _build(cls, data, cls.__name__)
+    except ValueError as error:
+        if path is None:
+            raise
+        # Name the file the wrong field was read from (or overridden in).
+        raise ValueError(f"load_config: {path}: {str(error).removeprefix('load_config: ')}") from None
 
 
 def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
@@ -80,6 +96,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
         origin = typing.get_origin(hint)
     if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"load_config: {where} expects a list, got {value!r}")
         items = list(value)
         item_hint = typing.get_args(hint)[0] if typing.get_args(hint) else None
         if item_hint is not None and dataclasses.is_dataclass(item_hint):
@@ -92,6 +110,6 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             return float(value)
         except ValueError:
             raise ValueError(f"load_config: {where} expects float, got {value!r}") from None
-    if hint in (int, float, str, bool) and not isinstance(value, hint):
+    if hint in (int, float, str, bool) and (not isinstance(value, hint) or (hint is int and isinstance(value, bool))):
         raise ValueError(f"load_config: {where} expects {hint.__name__}, got {value!r}")
     return value

@@ -26,8 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from deepfever.models.vectors import unit
 from deepfever.errors import DeepFeverError
+from deepfever.io.hashing import file_sha256
+from deepfever.models.fingerprint import model_id_change
+from deepfever.models.vectors import unit
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +47,18 @@ TARGET_RECALL = 0.95
 TUNING_MARGIN = 0.02  # tuning queries are stored faces, a little easier than new ones: aim slightly higher
 FINGERPRINT_COLUMNS = ("model_id", "template_id", "crop_size")
 RESULT_COLUMNS = ("rank", "row", "path", "frame", "track", "face", "similarity", "emotion", "score")
+FORMAT = 2
+"""Index folder format: 2 records the checksums that tie the vector files to the fingerprint in ``index.json``."""
+MAX_RERANK = 1000
+SAMPLE_ROWS = 64  # rows of a memory-mapped vectors.npy whose digest is checked at load (the file may exceed memory)
 
 
 class IndexMismatchError(DeepFeverError, ValueError):
     """A query comes from a different model (or alignment) than the vectors in the index."""
+
+
+class IndexFileError(DeepFeverError, ValueError):
+    """An index folder's file is damaged, edited, or was copied from another index."""
 
 
 @dataclass
@@ -67,16 +77,25 @@ class FaceIndex:
     def __len__(self) -> int:
         return int(self.index.ntotal)
 
-    def check_fingerprint(self, fingerprint: dict[str, Any]) -> None:
-        """Refuse a query embedded by another model or alignment: its similarities would be meaningless."""
+    def check_fingerprint(self, fingerprint: dict[str, Any], detector: str | None = None) -> None:
+        """Refuse a query embedded by another model or alignment: its similarities would be meaningless.
+
+        A query whose faces come from another ``detector`` than the indexed ones is only logged (one line):
+        its crops differ slightly, its vectors stay comparable.
+        """
         expected = self.info["fingerprint"]
         differing = [key for key in FINGERPRINT_COLUMNS if str(fingerprint.get(key)) != str(expected[key])]
         if differing:
+            why = model_id_change(expected["model_id"], fingerprint.get("model_id"))
             raise IndexMismatchError(
                 f"FaceIndex.search: the query was embedded with {_describe(fingerprint)} but the index holds vectors of "
-                f"{_describe(expected)} (differs in {', '.join(differing)}); query with the same model "
-                f"(--model {self.info.get('model') or expected['model_id']}) or rebuild the index"
+                f"{_describe(expected)} (differs in {', '.join(differing)}{'; ' + why if why else ''}); query with the same "
+                f"model (--model {self.info.get('model') or expected['model_id']}) or rebuild the index"
             )
+        recorded = (self.info.get("face_stage") or {}).get("detector")
+        if detector is not None and recorded is not None and detector != recorded:
+            logger.warning("FaceIndex.search: the indexed faces were found with detector %r, the query's with %r; "
+                           "pass --detector %s for crops framed alike", recorded, detector, recorded)
 
     def vector(self, row: int) -> np.ndarray:
         """The stored vector of index row ``row`` (to use a face of the collection as the query)."""
@@ -186,7 +205,7 @@ def table_fingerprint(table: pd.DataFrame) -> dict[str, Any]:
 
 
 def build_index(table: pd.DataFrame, kind: str = "auto", target_recall: float = TARGET_RECALL, seed: int = 0,
-                model: str | None = None, memory_budget: int | None = None) -> FaceIndex:
+                model: str | None = None, memory_budget: int | None = None, detector: str | None = None) -> FaceIndex:
     """Index the ``embedding`` column of an extraction table.
 
     Args:
@@ -197,12 +216,15 @@ def build_index(table: pd.DataFrame, kind: str = "auto", target_recall: float = 
         seed: for the IVF training sample and the tuning queries.
         model: how the model was named (path or ``arch.tag``), stored to help users query correctly.
         memory_budget: bytes the index may hold in memory; ``auto`` moves to IVF-PQ when the vectors exceed it.
+        detector: the detector that found the faces (None: the table's recorded ``metadata``), kept as the
+            index's face stage so a query with another one is named.
     """
     if "embedding" not in table or table.empty:
         raise ValueError("build_index: expected a non-empty table with an 'embedding' column, as written by 'deepfever extract'")
     fingerprint = table_fingerprint(table)
     index, info = build_vector_index(np.stack(table["embedding"].to_list()), kind, target_recall, seed, memory_budget)
-    info.update(fingerprint=fingerprint, model=model)
+    recorded = (table.attrs.get("metadata") or {}).get("detector")
+    info.update(fingerprint=fingerprint, model=model, face_stage={"detector": detector or recorded})
     meta = table.drop(columns=[c for c in ("embedding", "landmarks") if c in table]).reset_index(drop=True)
     return FaceIndex(index, meta, info)
 
@@ -231,7 +253,7 @@ def build_vector_index(vectors: np.ndarray, kind: str = "auto", target_recall: f
     vectors = _unit_rows(vectors)
     count, dim = vectors.shape
     chosen = choose_kind(count, dim, memory_budget) if kind == "auto" else kind
-    info: dict[str, Any] = {"format": 1, "kind": chosen, "count": count, "dim": dim, "metric": "inner_product"}
+    info: dict[str, Any] = {"format": FORMAT, "kind": chosen, "count": count, "dim": dim, "metric": "inner_product"}
     if chosen == "exact":
         index = faiss.IndexFlatIP(dim)
         index.add(np.ascontiguousarray(vectors))
@@ -411,7 +433,12 @@ def save_index(face_index: FaceIndex, folder: str | os.PathLike, overwrite: bool
             index = index.index
         faiss.write_index(index, str(staging / INDEX_FILE))
         face_index.meta.to_parquet(staging / META_FILE, index=False)
-        info = {**face_index.info, "deepfever_version": __version__}
+        # The checksums tie the vectors to the fingerprint recorded beside them: a vectors.faiss copied
+        # from another index (another model, same face count) is refused at load.
+        checksums = {name: file_sha256(staging / name) for name in (INDEX_FILE, META_FILE)}
+        if isinstance(face_index.index, RerankedIndex):
+            checksums[VECTORS_FILE] = _sample_digest(face_index.index.vectors)
+        info = {**face_index.info, "format": FORMAT, "checksums": checksums, "deepfever_version": __version__}
         (staging / INFO_FILE).write_text(json.dumps(info, indent=2, default=_json_default) + "\n")
         if target.exists():
             old = target.with_name(f".{target.name}.old")
@@ -435,22 +462,99 @@ def load_index(folder: str | os.PathLike) -> FaceIndex:
     if missing:
         raise FileNotFoundError(f"load_index: {source} is not a complete index folder (missing {', '.join(missing)}); "
                                 "build one with 'deepfever index build'")
-    info = json.loads((source / INFO_FILE).read_text())
-    index = faiss.read_index(str(source / INDEX_FILE))
-    meta = pd.read_parquet(source / META_FILE)
-    if index.ntotal != len(meta) or index.ntotal != info["count"]:
-        raise ValueError(f"load_index: {source} is inconsistent ({index.ntotal} vectors, {len(meta)} metadata rows, "
-                         f"{info['count']} in {INFO_FILE}); rebuild it")
+    info = _read_info(source / INFO_FILE)
+    for name in (INDEX_FILE, META_FILE):  # before parsing: a foreign or damaged file is named, not decoded
+        if file_sha256(source / name) != info["checksums"][name]:
+            raise IndexFileError(f"load_index: {source / name} is not the file this index was built with (its sha256 differs "
+                                 f"from {INFO_FILE}'s checksums): it was edited or copied from another index, perhaps of another "
+                                 "model; rebuild the index with 'deepfever index build'")
+    try:
+        index = faiss.read_index(str(source / INDEX_FILE))
+    except RuntimeError as error:
+        raise IndexFileError(f"load_index: {source / INDEX_FILE} is not a readable FAISS index ({' '.join(str(error).split())[:200]}); "
+                             "rebuild the index") from error
+    try:
+        meta = pd.read_parquet(source / META_FILE)
+    except Exception as error:  # pyarrow raises its own ArrowInvalid (or OSError) for damaged files
+        raise IndexFileError(f"load_index: {source / META_FILE} is not a readable Parquet table ({error}); rebuild the index") from error
+    if index.ntotal != len(meta) or index.ntotal != info["count"] or index.d != info["dim"]:
+        raise IndexFileError(f"load_index: {source} is inconsistent ({index.ntotal} vectors of {index.d} dimensions, {len(meta)} "
+                             f"metadata rows; {INFO_FILE} says count {info['count']}, dim {info['dim']}); rebuild it")
+    if info["kind"] in ("ivf", "ivfpq") and not 1 <= info["nprobe"] <= faiss.extract_index_ivf(index).nlist:
+        raise IndexFileError(f"load_index: {source / INFO_FILE}: nprobe must lie in [1, {faiss.extract_index_ivf(index).nlist}] "
+                             f"(the index's lists), got {info['nprobe']}; rebuild the index")
     if info["kind"] == "ivfpq":
-        if not (source / VECTORS_FILE).is_file():
-            raise FileNotFoundError(f"load_index: {source} is an IVF-PQ index without its {VECTORS_FILE}; rebuild it")
-        # Memory-mapped: only the rows a query re-scores are read, and the OS caches what is used.
-        index = RerankedIndex(index, np.load(source / VECTORS_FILE, mmap_mode="r"), int(info["rerank"]))
+        index = RerankedIndex(index, _load_vectors(source / VECTORS_FILE, info), info["rerank"])
     elif info["kind"] == "ivf":
         index.make_direct_map()
     if info["kind"] in ("ivf", "ivfpq"):
-        index.nprobe = int(info["nprobe"])
+        index.nprobe = info["nprobe"]
     return FaceIndex(index, meta, info)
+
+
+def _read_info(path: Path) -> dict[str, Any]:
+    """``index.json``, each field the loader relies on checked, or ``IndexFileError`` naming the first wrong one."""
+    def refuse(problem: str) -> IndexFileError:
+        return IndexFileError(f"load_index: {path}: {problem}; rebuild the index with 'deepfever index build'")
+
+    def whole(value: Any, low: int, high: int | None = None) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
+
+    try:
+        info = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise refuse(f"not valid JSON ({error})") from error
+    if not isinstance(info, dict):
+        raise refuse(f"expected a JSON object, got {type(info).__name__}")
+    if info.get("format") != FORMAT:
+        older = isinstance(info.get("format"), int) and info["format"] < FORMAT
+        raise refuse(f"format {info.get('format')!r} is not {FORMAT}" + (
+            " (an older index, whose vectors.faiss is not tied to the fingerprint it records)" if older else ""))
+    if info.get("kind") not in INDEX_KINDS[1:]:
+        raise refuse(f"kind must be one of {', '.join(INDEX_KINDS[1:])}, got {info.get('kind')!r}")
+    for name in ("count", "dim"):
+        if not whole(info.get(name), 1):
+            raise refuse(f"{name} must be a positive integer, got {info.get(name)!r}")
+    if info["kind"] != "exact" and not whole(info.get("nprobe"), 1):
+        raise refuse(f"nprobe must be a positive integer, got {info.get('nprobe')!r}")
+    if info["kind"] == "ivfpq" and not whole(info.get("rerank"), 1, MAX_RERANK):
+        raise refuse(f"rerank must be an integer in [1, {MAX_RERANK}], got {info.get('rerank')!r}")
+    fingerprint = info.get("fingerprint")
+    if not isinstance(fingerprint, dict) or not all(isinstance(fingerprint.get(key), (str, int)) for key in FINGERPRINT_COLUMNS):
+        raise refuse(f"fingerprint must record {', '.join(FINGERPRINT_COLUMNS)} of the indexed vectors, got {fingerprint!r}")
+    checksums = info.get("checksums")
+    needed = (INDEX_FILE, META_FILE, VECTORS_FILE) if info["kind"] == "ivfpq" else (INDEX_FILE, META_FILE)
+    if not isinstance(checksums, dict) or not all(isinstance(checksums.get(name), str) for name in needed):
+        raise refuse(f"checksums must give the sha256 of {', '.join(needed)}, got {checksums!r}")
+    if not isinstance(info.get("face_stage", {}), dict):
+        raise refuse(f"face_stage must be an object, got {info['face_stage']!r}")
+    return info
+
+
+def _sample_digest(vectors: np.ndarray) -> str:
+    """sha256 of ``SAMPLE_ROWS`` rows spread over ``vectors``: checks a memory-mapped file without reading all of it."""
+    import hashlib
+
+    rows = np.unique(np.linspace(0, len(vectors) - 1, min(len(vectors), SAMPLE_ROWS)).astype(np.int64))
+    digest = hashlib.sha256(f"{vectors.shape}".encode())
+    digest.update(np.ascontiguousarray(vectors[rows], np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def _load_vectors(path: Path, info: dict[str, Any]) -> np.ndarray:
+    """The float vectors an IVF-PQ index re-ranks with, memory-mapped, checked against ``index.json``."""
+    if not path.is_file():
+        raise FileNotFoundError(f"load_index: {path.parent} is an IVF-PQ index without its {VECTORS_FILE}; rebuild it")
+    try:
+        # Memory-mapped: only the rows a query re-scores are read, and the OS caches what is used.
+        vectors = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise IndexFileError(f"load_index: {path} is not a readable .npy array ({error}); rebuild the index") from error
+    if vectors.shape != (info["count"], info["dim"]) or vectors.dtype != np.float32 or _sample_digest(vectors) != info["checksums"][VECTORS_FILE]:
+        raise IndexFileError(f"load_index: {path} is not the vectors file this index was built with ({vectors.dtype} {vectors.shape}, "
+                             f"sampled rows differ from {INFO_FILE}'s checksums or shape): it was edited or copied from another "
+                             "index, perhaps of another model; rebuild the index with 'deepfever index build'")
+    return vectors
 
 
 def result_columns(results: pd.DataFrame) -> list[str]:

@@ -61,7 +61,7 @@ def run_build(args: argparse.Namespace) -> int:
 
     refuse_overwrite(args.output, args.overwrite)
     first = Path(args.inputs[0])
-    model = None
+    model = detector = None
     if len(args.inputs) == 1 and first.is_file() and first.suffix.lower() in TABLE_FORMATS:
         table = read_table(first)
     else:
@@ -70,7 +70,8 @@ def run_build(args: argparse.Namespace) -> int:
         print(f"deepfever index: {ExtractionReport.of_table(table).summary()}", file=sys.stderr)
         model_path = Path(str(extractor.model))
         model = str(model_path.resolve()) if model_path.is_file() else str(extractor.model)
-    index = build_index(table, kind=args.kind, model=model, memory_budget=args.memory_budget)
+        detector = extractor.stage_.detector
+    index = build_index(table, kind=args.kind, model=model, memory_budget=args.memory_budget, detector=detector)
     save_index(index, args.output, args.overwrite)
     info = index.info
     detail = f", nlist {info['nlist']}, nprobe {info['nprobe']} (recall@10 {info['tuned_recall_at_10']:.3f})" if "nprobe" in info else ""
@@ -102,7 +103,7 @@ def run_search(args: argparse.Namespace) -> int:
         if args.model is None and index.info.get("model"):
             args.model = index.info["model"]  # default to the model the index was built with
         extractor = build_extractor(args).load()
-        index.check_fingerprint(extractor.fingerprint_)
+        index.check_fingerprint(extractor.fingerprint_, extractor.stage_.detector)
         row = embed_faces(extractor, [args.query], [args.face])[0]
         vector = row["embedding"]
         query_thumb = row_thumbnail(pd.Series(row), 96, {})

@@ -19,6 +19,7 @@ import numpy as np
 from deepfever.errors import DeepFeverError
 from deepfever.io.atomic import atomic_write, refuse_overwrite
 from deepfever.io.hashing import file_sha256
+from deepfever.models.fingerprint import model_id_change
 
 FORMAT = "deepfever-classifier"
 FORMAT_VERSION = 1
@@ -126,10 +127,11 @@ class SavedClassifier:
         differences = [f"{key} {saved.get(key)!r} != {fingerprint.get(key)!r}" for key in FINGERPRINT_KEYS if saved.get(key) != fingerprint.get(key)]
         if differences:
             hint = f"--model {saved['model']}" if saved.get("model") else "the model it was fitted with"
+            why = model_id_change(saved.get("model_id"), fingerprint.get("model_id"))
             raise FingerprintMismatchError(
                 f"check_fingerprint: this classifier was fitted on vectors of another extractor ({'; '.join(differences)}; "
-                f"saved first). Vectors of different models are not comparable: use {hint}, or fit a new classifier "
-                "with `deepfever probe fit`"
+                f"saved first{'; ' + why if why else ''}). Vectors of different models are not comparable: use {hint}, "
+                "or fit a new classifier with `deepfever probe fit`"
             )
 
 
@@ -194,9 +196,10 @@ def load_classifier(path: str | Path) -> SavedClassifier:
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         found = document.get("format") if isinstance(document, dict) else type(document).__name__
         raise ClassifierFileError(f"load_classifier: {document_path} is not a deepfever classifier (format {found!r}, expected {FORMAT!r})")
-    if document.get("format_version", 0) > FORMAT_VERSION:
-        raise ClassifierFileError(f"load_classifier: {document_path} has format version {document['format_version']}, this deepfever reads "
-                         f"up to {FORMAT_VERSION}; upgrade deepfever")
+    version = document.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
+        raise ClassifierFileError(f"load_classifier: {document_path}: format_version {version!r} is not one this deepfever reads "
+                                  f"(up to {FORMAT_VERSION}); upgrade deepfever, or fit the classifier again")
     _check_document(document, document_path)
     weights_path = document_path.with_name(document["weights_file"])
     if not weights_path.is_file() or file_sha256(weights_path) != document["weights_sha256"]:
@@ -208,6 +211,10 @@ def load_classifier(path: str | Path) -> SavedClassifier:
     if saved_names is not None and json.loads(saved_names) != document["class_names"]:
         raise ClassifierFileError(f"load_classifier: class_names in {document_path} ({document['class_names']}) differ from those "
                                   f"saved with the weights ({json.loads(saved_names)}); restore the JSON or fit again")
+    stored = sum(1 for name in arrays if name.startswith("layer") and name.endswith(".weight"))
+    if document["layers"] != stored:  # before any list is sized by the number in the JSON
+        raise ClassifierFileError(f"load_classifier: {document_path}: layers {document['layers']} but {weights_path} holds "
+                                  f"{stored}; copy both files of the classifier together, or fit it again")
     layers = range(document["layers"])
     missing = [name for name in ["scaler.mean", "scaler.scale", *(f"layer{i}.{part}" for i in layers for part in ("weight", "bias"))]
                if name not in arrays]
@@ -236,17 +243,27 @@ def _check_document(document: dict[str, Any], source: Path) -> None:
     layers = document.get("layers")
     if not isinstance(layers, int) or isinstance(layers, bool) or layers < 1 or (document["classifier"] == "logistic" and layers != 1):
         raise refuse(f"layers must be a positive integer (1 for logistic), got {layers!r}")
-    if not isinstance(document.get("input_dim"), int) or document["input_dim"] < 1:
+    if not isinstance(document.get("input_dim"), int) or isinstance(document["input_dim"], bool) or document["input_dim"] < 1:
         raise refuse(f"input_dim must be a positive integer, got {document.get('input_dim')!r}")
-    if not isinstance(document.get("weights_file"), str) or not isinstance(document.get("weights_sha256"), str):
-        raise refuse("weights_file and weights_sha256 must be strings")
+    weights_file = document.get("weights_file")
+    if not isinstance(weights_file, str) or not weights_file or Path(weights_file).name != weights_file or weights_file in (".", ".."):
+        raise refuse(f"weights_file must be the plain name of the .safetensors file beside it, got {weights_file!r}")
+    if not isinstance(document.get("weights_sha256"), str):
+        raise refuse(f"weights_sha256 must be a string, got {document.get('weights_sha256')!r}")
+    extractor = document.get("extractor", {})
+    if not isinstance(extractor, dict):
+        raise refuse(f"extractor must be an object (the fingerprint of the vectors it was fitted on), got {extractor!r}")
+    for key, kinds in (("model_id", str), ("template_id", str), ("crop_size", int), ("detector", str), ("model", str)):
+        value = extractor.get(key)
+        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+            raise refuse(f"extractor.{key} must be a {kinds.__name__}, got {value!r}")
 
 
 def _check_arrays(classifier: SavedClassifier, input_dim: int, source: Path) -> None:
     """Shapes chain from input_dim to the classes, every value is finite and the scaler never divides by 0."""
     problems = []
     if classifier.mean.shape != (input_dim,) or classifier.scale.shape != (input_dim,):
-        problems.append(f"scaler shapes {classifier.mean.shape}, {classifier.scale.shape} (expected ({input_dim},))")
+        problems.append(f"scaler shapes {classifier.mean.shape}, {classifier.scale.shape} (expected (input_dim,) = ({input_dim},))")
     width = input_dim
     for index, (weight, bias) in enumerate(zip(classifier.weights, classifier.biases)):
         if weight.ndim != 2 or weight.shape[0] != width or bias.shape != (weight.shape[1],):

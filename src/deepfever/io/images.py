@@ -15,27 +15,36 @@ from deepfever.errors import ImageReadError
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm"})
 
 
-def as_rgb_uint8(image: np.ndarray, caller: str = "load_image") -> np.ndarray:
-    """The one converter of pixel arrays: RGB ``uint8`` (H, W, 3), contiguous, or an error saying what to pass.
+def as_uint8_pixels(pixels: np.ndarray, caller: str = "load_image") -> np.ndarray:
+    """The one pixel-value converter: any array of pixels (an image or a stack of crops) as ``uint8``, shape kept.
 
-    Grey (H, W) and (H, W, 1) become RGB, alpha is dropped, ``uint16`` is scaled from its full range
-    (65535 -> 255). Integer arrays of another dtype are accepted when every value lies in [0, 255].
-    Floats are refused: whether they mean [0, 1] or [0, 255] cannot be told from the values.
+    ``uint8`` passes unchanged, ``uint16`` is scaled from its full range (65535 -> 255), integer arrays
+    of another dtype are accepted when every value lies in [0, 255]. Floats are refused: whether they
+    mean [0, 1] or [0, 255] cannot be told from the values. ``caller`` names the entry point in errors.
     """
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f"{caller}: expected a numpy array, got {type(image).__name__}; use deepfever.io.load_image(path)")
-    if image.dtype == np.uint16:
-        image = ((image.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-    elif np.issubdtype(image.dtype, np.floating):
+    if not isinstance(pixels, np.ndarray):
+        raise TypeError(f"{caller}: expected a numpy array, got {type(pixels).__name__}; use deepfever.io.load_image(path)")
+    if pixels.dtype == np.uint8:
+        return pixels
+    if pixels.dtype == np.uint16:
+        return ((pixels.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    if np.issubdtype(pixels.dtype, np.floating):
         raise ImageReadError(
-            f"{caller}: got a {image.dtype} image; expected uint8 in [0, 255] (or uint16). Floats are ambiguous: "
+            f"{caller}: got a {pixels.dtype} image; expected uint8 in [0, 255] (or uint16). Floats are ambiguous: "
             "pass (x * 255).round().astype(np.uint8) for values in [0, 1], or x.round().astype(np.uint8) for [0, 255]"
         )
-    elif image.dtype != np.uint8:
-        if not np.issubdtype(image.dtype, np.integer) or (image.size and (image.min() < 0 or image.max() > 255)):
-            raise ImageReadError(f"{caller}: got dtype {image.dtype} with values outside [0, 255]; expected uint8 "
-                                 "(or uint16); scale the values to [0, 255] and pass .astype(np.uint8)")
-        image = image.astype(np.uint8)
+    if not np.issubdtype(pixels.dtype, np.integer) or (pixels.size and (pixels.min() < 0 or pixels.max() > 255)):
+        raise ImageReadError(f"{caller}: got dtype {pixels.dtype} with values outside [0, 255]; expected uint8 "
+                             "(or uint16); scale the values to [0, 255] and pass .astype(np.uint8)")
+    return pixels.astype(np.uint8)
+
+
+def as_rgb_uint8(image: np.ndarray, caller: str = "load_image") -> np.ndarray:
+    """The one converter of image arrays: RGB ``uint8`` (H, W, 3), contiguous, or an error saying what to pass.
+
+    Pixel values go through ``as_uint8_pixels``; grey (H, W) and (H, W, 1) become RGB, alpha is dropped.
+    """
+    image = as_uint8_pixels(image, caller)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 2:

@@ -78,6 +78,9 @@ def check_same_run(folder: str | Path, existing: dict[str, Any], manifest: dict[
     differing = [key for key in keys if existing.get(key) != manifest.get(key)]
     if differing:
         details = "; ".join(f"{key}: then {existing.get(key)!r}, now {manifest.get(key)!r}" for key in differing)
+        if "model_id" in differing:  # the format is deepfever.models.fingerprint's
+            details += ("; a model_id is NAME@WEIGHTS-CONFIG hashes: the same weights hash means the model's sidecar changed, "
+                        "or the parts were written before model_id covered the config")
         raise PartsMismatchError(
             f"cannot resume {folder}: it was made with different {', '.join(differing)} ({details}); run again with "
             "the same model, options and inputs, or pass --overwrite (without --resume) to start again"

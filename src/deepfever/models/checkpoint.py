@@ -5,12 +5,14 @@ heads) and provenance (training data, command, metrics, versions), so a model fi
 """
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from deepfever._version import __version__
@@ -95,27 +97,48 @@ def check_model_config(data: dict[str, Any], source: str | Path) -> ModelConfig:
             raise refuse(f"{key} must be a positive integer, got {data[key]!r}")
     template = data.get("template")
     if template is not None:
-        points = np.asarray(template.get("landmarks") if isinstance(template, dict) else None, dtype=object)
+        landmarks = template.get("landmarks") if isinstance(template, dict) else None
+        points = np.asarray(landmarks if isinstance(landmarks, list) else None, dtype=object)
         if points.shape != (5, 2) or not all(isinstance(v, (int, float)) and np.isfinite(v) for v in points.ravel()):
             raise refuse(f"template landmarks must be 5 finite (x, y) points, got {template!r}")
     try:
-        return ModelConfig.from_dict(data)
+        config = ModelConfig.from_dict(data)
+        entrypoint = architecture_entrypoint(config.arch)
     except (TypeError, ValueError) as error:
         raise refuse(str(error)) from error
+    try:
+        inspect.signature(entrypoint).bind(config, **config.arch_kwargs)
+    except TypeError as error:
+        raise refuse(f"arch_kwargs {config.arch_kwargs!r} do not fit architecture {config.arch} ({error})") from error
+    return config
 
 
-def _check_state(model: ExpressionModel, state: dict[str, torch.Tensor], source: Path) -> None:
-    """Every tensor present, of the architecture's shape, and finite (NaN weights give NaN probabilities)."""
-    expected = model.state_dict()
+def _stored_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor in a ``.safetensors`` file, read from its header without loading a tensor."""
+    try:
+        with safe_open(str(weights), "pt") as handle:
+            return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+    except Exception as error:  # safetensors raises its own SafetensorError (or OSError) for damaged files
+        raise ModelFileError(f"load_model: {weights} is not a readable .safetensors file ({error})") from error
+
+
+def _check_state(config: ModelConfig, expected: dict[str, tuple[int, ...]], state: dict[str, torch.Tensor | tuple[int, ...]],
+                 source: Path) -> None:
+    """Every tensor present, of the architecture's shape, and finite (NaN weights give NaN probabilities).
+
+    ``state`` holds tensors, or only their shapes (from the file's header) for the check made before
+    the model is allocated, so a sidecar edited to a huge size is refused without allocating it.
+    """
+    shapes = {name: tuple(value.shape) if torch.is_tensor(value) else value for name, value in state.items()}
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    wrong = [f"{name} {tuple(state[name].shape)} (expected {tuple(tensor.shape)})" for name, tensor in expected.items()
-             if name in state and state[name].shape != tensor.shape]
-    nonfinite = [name for name, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    wrong = [f"{name} {shapes[name]} (expected {shape})" for name, shape in expected.items() if name in state and shapes[name] != shape]
+    nonfinite = [name for name, tensor in state.items()
+                 if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all()]
     problems = [f"{label}: {', '.join(items[:3])}{' …' if len(items) > 3 else ''}" for label, items in
                 (("missing tensors", missing), ("unexpected tensors", unexpected), ("wrong shapes", wrong),
                  ("non-finite values in", nonfinite)) if items]
     if problems:
-        raise ModelFileError(f"load_model: {source} does not match its sidecar's {model.config.arch} "
+        raise ModelFileError(f"load_model: {source} does not match its sidecar's {config.arch} "
                              f"({'; '.join(problems)}); the weights are damaged or belong to another model")
 
 
@@ -144,12 +167,16 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.dev
     """Load weights and config; the model comes back in eval mode on ``device``."""
     weights = resolve_weights(name_or_path)
     info = read_model_info(weights)
-    model = build_model(check_model_config(info["model"], sidecar_path(weights)))
+    config = check_model_config(info["model"], sidecar_path(weights))
+    with torch.device("meta"):  # shapes only: nothing the sidecar sizes is allocated before it matches the file
+        expected = {name: tuple(tensor.shape) for name, tensor in build_model(config).state_dict().items()}
+    _check_state(config, expected, _stored_shapes(weights), weights)
     try:
         state = load_file(str(weights))
     except Exception as error:  # safetensors raises its own SafetensorError (or OSError) for damaged files
         raise ModelFileError(f"load_model: {weights} is not a readable .safetensors file ({error})") from error
-    _check_state(model, state, weights)
+    _check_state(config, expected, state, weights)
+    model = build_model(config)
     model.load_state_dict(state)
     model.info = info  # provenance travels with the loaded model
     return model.eval().to(device)

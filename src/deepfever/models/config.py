@@ -1,6 +1,8 @@
 """The model config that travels with the weights, so inference never guesses preprocessing."""
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +13,10 @@ HEADS = ("emotion", "valence_arousal")
 OUTPUT_PRIORS = ("train", "uniform")
 FACE_STAGE_KEYS = ("detector", "landmarks", "interpolation", "grey")
 """What ``ModelConfig.face_stage`` records beside ``template``, ``input_size`` and ``in_chans``."""
+MAX_INPUT_SIZE = 1024
+"""Largest crop side a model may take: beyond it a typo in a config only exhausts memory."""
+MAX_EMBEDDING_DIM = 65_536
+"""Largest expression vector a model may produce, for the same reason."""
 
 
 def default_face_stage() -> dict[str, str]:
@@ -71,12 +77,50 @@ class ModelConfig:
     face_stage: dict[str, str] = field(default_factory=default_face_stage)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.face_stage, dict) or set(self.face_stage) != set(FACE_STAGE_KEYS):
-            raise ValueError(f"ModelConfig: face_stage must have exactly the keys {', '.join(FACE_STAGE_KEYS)}, "
-                             f"got {self.face_stage!r}")
+        for name in ("class_names", "trained_heads", "class_prior"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        problem = self._problem()
+        if problem:
+            raise ValueError(f"ModelConfig: {problem}")
         object.__setattr__(self, "output_prior", normalize_prior(self.output_prior, "ModelConfig: output_prior"))
-        if self.class_prior is not None and len(self.class_prior) != len(self.class_names):
-            raise ValueError(f"ModelConfig: class_prior has {len(self.class_prior)} values for {len(self.class_names)} classes")
+
+    def _problem(self) -> str | None:
+        """The first field whose value would build a model that cannot work, or make NaN or nonsense outputs."""
+        if not isinstance(self.arch, str) or not self.arch:
+            return f"arch must be an architecture name, got {self.arch!r}"
+        if not isinstance(self.arch_kwargs, dict) or not all(isinstance(key, str) for key in self.arch_kwargs):
+            return f"arch_kwargs must map argument names to values, got {self.arch_kwargs!r}"
+        for name, limit in (("input_size", MAX_INPUT_SIZE), ("embedding_dim", MAX_EMBEDDING_DIM)):
+            value = getattr(self, name)
+            if not _is_int(value) or not 1 <= value <= limit:
+                return f"{name} must be an integer in [1, {limit:,}], got {value!r}"
+        if self.in_chans not in (1, 3) or not _is_int(self.in_chans):
+            return f"in_chans must be 1 (grey) or 3 (RGB), got {self.in_chans!r}"
+        if not _is_number(self.mean):
+            return f"mean must be a finite number (the input normalisation), got {self.mean!r}"
+        if not _is_number(self.std) or self.std <= 0:
+            return f"std must be a finite number > 0 (inputs are divided by it), got {self.std!r}"
+        if not isinstance(self.class_names, tuple) or not self.class_names or not all(isinstance(n, str) and n for n in self.class_names):
+            return f"class_names must be a non-empty list of names, got {self.class_names!r}"
+        if not isinstance(self.trained_heads, tuple) or not set(self.trained_heads) <= set(HEADS):
+            return f"trained_heads must be a list drawn from {list(HEADS)}, got {self.trained_heads!r}"
+        if self.template is not None and not isinstance(self.template, dict):
+            return f"template must be an object with size and landmarks (or null), got {self.template!r}"
+        if self.class_prior is not None:
+            prior = self.class_prior
+            if not isinstance(prior, tuple) or not all(_is_number(value) and value >= 0 for value in prior) or not sum(prior) > 0:
+                return f"class_prior must be finite numbers >= 0 with a positive sum (class frequencies), got {prior!r}"
+            if len(prior) != len(self.class_names):
+                return f"class_prior has {len(prior)} values for {len(self.class_names)} classes"
+        if not _is_number(self.logit_adjustment) or self.logit_adjustment < 0:
+            return f"logit_adjustment must be a finite number >= 0, got {self.logit_adjustment!r}"
+        stage = self.face_stage
+        if not isinstance(stage, dict) or set(stage) != set(FACE_STAGE_KEYS) or not all(isinstance(v, str) and v for v in stage.values()):
+            return f"face_stage must map exactly {', '.join(FACE_STAGE_KEYS)} to names, got {stage!r}"
+        if stage["detector"] not in defaults.DETECTORS:
+            return f"face_stage.detector must be one of {', '.join(defaults.DETECTORS)}, got {stage['detector']!r}"
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -98,13 +142,29 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        """The config of a sidecar's ``model`` section; ``ValueError`` names the first field of the wrong type or value."""
         values = dict(data)
+        for name in ("class_names", "trained_heads", "class_prior"):
+            if name in values and values[name] is not None and not isinstance(values[name], (list, tuple)):
+                raise ValueError(f"ModelConfig: {name} must be a list, got {values[name]!r}")
+        if not isinstance(values.get("face_stage") or {}, dict):
+            raise ValueError(f"ModelConfig: face_stage must be an object with the keys {', '.join(FACE_STAGE_KEYS)}, "
+                             f"got {values['face_stage']!r}")
         values["class_names"] = tuple(values.get("class_names", EMOTIONS))
         values["trained_heads"] = tuple(values.get("trained_heads", ()))
         values["face_stage"] = {**default_face_stage(), **(values.get("face_stage") or {})}
         if values.get("class_prior") is not None:
-            values["class_prior"] = tuple(float(value) for value in values["class_prior"])
+            values["class_prior"] = tuple(values["class_prior"])
         unknown = set(values) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"ModelConfig.from_dict: unknown keys {sorted(unknown)}")
         return cls(**values)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    """A finite real number (JSON's ``NaN`` and ``Infinity`` and booleans excluded)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from deepfever.io.cache import cache_dir
-from deepfever.io.hashing import file_sha256
 from deepfever.models.config import ModelConfig
 from deepfever.models.onnx_export import OUTPUTS, require_onnx
 from deepfever.models.preprocess import crops_to_tensor
@@ -59,7 +58,11 @@ class OnnxModel:
         missing = [key for key in ("deepfever_config", *FINGERPRINT_KEYS) if key not in metadata]
         if missing:
             raise ValueError(f"OnnxModel: {self.path} lacks the metadata {missing}; it was not written by deepfever export onnx")
-        self.config = ModelConfig.from_dict(json.loads(metadata["deepfever_config"]))
+        try:
+            self.config = ModelConfig.from_dict(json.loads(metadata["deepfever_config"]))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"OnnxModel: {self.path}: its deepfever_config metadata is damaged ({error}); "
+                             "export the model again with deepfever export onnx") from error
         self.precision = metadata.get("precision", "fp32")
         self.fingerprint = {"model_id": metadata["model_id"], "template_id": metadata["template_id"],
                             "crop_size": int(metadata["crop_size"])}
@@ -104,13 +107,15 @@ def load_onnx_backend(model: str | os.PathLike, device: str | torch.device = "cp
     """
     if str(model).endswith(".onnx"):
         return OnnxModel(model, device)
-    from deepfever.models.checkpoint import load_model, resolve_weights
+    from deepfever.models.checkpoint import check_model_config, load_model, read_model_info, resolve_weights, sidecar_path
     from deepfever.models.fingerprint import model_fingerprint
     from deepfever.models.fuse import fuse_batchnorm
     from deepfever.models.onnx_export import export_onnx
 
     weights = resolve_weights(model)
-    cached = cache_dir() / "onnx" / f"{weights.stem}@{file_sha256(weights)[:12]}.onnx"
+    # Keyed by the whole fingerprint: an edited sidecar beside the same weights is another model.
+    fingerprint = model_fingerprint(weights, check_model_config(read_model_info(weights)["model"], sidecar_path(weights)))
+    cached = cache_dir() / "onnx" / f"{fingerprint['model_id']}.onnx"
     if not cached.is_file():
         # The model the torch backend would run (BatchNorm fused), so both backends export the same graph.
         torch_model = fuse_batchnorm(load_model(weights, "cpu"))

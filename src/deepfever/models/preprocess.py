@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import torch
 
+from deepfever.io.images import as_uint8_pixels
 from deepfever.models.config import ModelConfig
 
 
@@ -22,13 +23,15 @@ def to_grey(crops: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(flat, cv2.COLOR_RGB2GRAY).reshape(array.shape[:-1])
 
 
-def crops_to_tensor(crops: np.ndarray, config: ModelConfig) -> torch.Tensor:
-    """uint8 crops (N, S, S) grey or (N, S, S, 3) RGB -> float (N, C, S, S), normalised.
+def crops_to_tensor(crops: np.ndarray, config: ModelConfig, caller: str = "crops_to_tensor") -> torch.Tensor:
+    """Crops (N, S, S) grey or (N, S, S, 3) RGB -> float (N, C, S, S), normalised.
 
-    Raises ValueError when the crop size differs from the model's input size: resizing here
-    would hide a face pipeline that used the wrong template.
+    Pixel values pass the one converter (``as_uint8_pixels``: uint8, uint16 scaled, floats refused), as
+    images do, so a crop means the same pixels whichever entry point it reaches. Raises ValueError when
+    the crop size differs from the model's input size: resizing here would hide a face pipeline that
+    used the wrong template. ``caller`` names the entry point in errors.
     """
-    array = np.asarray(crops)
+    array = as_uint8_pixels(np.asarray(crops), caller)
     if array.ndim == 4 and array.shape[-1] == 3:
         array = to_grey(array) if config.in_chans == 1 else array
     elif array.ndim != 3:

@@ -85,6 +85,8 @@ def load_training_state(path: Path, model: torch.nn.Module, optimizer: torch.opt
     tensors are ignored. A damaged or mismatched checkpoint raises ``TrainingStateError`` naming the file.
     """
     document = read_training_document(path)
+    _check_like(document["param_groups"], optimizer.state_dict()["param_groups"], "param_groups", path.with_suffix(".json"))
+    _check_like(document.get("scheduler", {}), scheduler.state_dict(), "scheduler", path.with_suffix(".json"))
     try:
         tensors = load_file(str(path))
     except Exception as error:  # safetensors raises its own SafetensorError (or OSError) for damaged files
@@ -104,6 +106,39 @@ def load_training_state(path: Path, model: torch.nn.Module, optimizer: torch.opt
         raise TrainingStateError(f"train: {path} does not fit this run's model and optimiser ({message}); restore the "
                                  "checkpoint the run wrote, or start again without --resume (--overwrite)") from error
     return document
+
+
+def _check_like(stored: Any, fresh: Any, where: str, source: Path) -> None:
+    """``stored`` has the structure of what this run's optimiser or scheduler writes: objects where it has
+    objects, lists of the same length, finite numbers where it has numbers, the same kinds elsewhere; else
+    ``TrainingStateError`` naming the field. Keys only one side has are left to torch (versions differ).
+
+    The optimiser and scheduler take their state without looking at it, so an edited value would only
+    fail (or turn the loss into NaN) steps later, far from the file that caused it.
+    """
+    def refuse(problem: str) -> TrainingStateError:
+        return TrainingStateError(f"train: {source}: {where} {problem}; restore the file the run wrote, or start the run "
+                                  "again without --resume (--overwrite)")
+
+    if isinstance(fresh, dict):
+        if not isinstance(stored, dict):
+            raise refuse(f"must be an object, got {stored!r}"[:300])
+        for key, value in fresh.items():
+            if key in stored:
+                _check_like(stored[key], value, f"{where}.{key}", source)
+    elif isinstance(fresh, (list, tuple)):
+        if not isinstance(stored, (list, tuple)) or len(stored) != len(fresh):
+            raise refuse(f"must be a list of {len(fresh)} values, got {stored!r}"[:300])
+        for position, (item, value) in enumerate(zip(stored, fresh)):
+            _check_like(item, value, f"{where}[{position}]", source)
+    elif isinstance(fresh, bool) or fresh is None:
+        if not isinstance(stored, bool) and stored is not None:
+            raise refuse(f"must be true, false or null, got {stored!r}")
+    elif isinstance(fresh, (int, float)):
+        if isinstance(stored, bool) or not isinstance(stored, (int, float)) or not math.isfinite(stored):
+            raise refuse(f"must be a finite number, got {stored!r}")
+    elif isinstance(fresh, str) and not isinstance(stored, str):
+        raise refuse(f"must be a string, got {stored!r}")
 
 
 def load_checkpoint_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
