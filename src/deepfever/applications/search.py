@@ -204,6 +204,8 @@ def build_index(table: pd.DataFrame, kind: str = "auto", target_recall: float = 
     index, info = build_vector_index(np.stack(table["embedding"].to_list()), kind, target_recall, seed, memory_budget)
     info.update(fingerprint=fingerprint, model=model)
     meta = table.drop(columns=[c for c in ("embedding", "landmarks") if c in table]).reset_index(drop=True)
+    if "path" in meta:  # files named from the working folder stay findable from any other
+        meta["path"] = [os.path.abspath(path) if isinstance(path, str) and os.path.isfile(path) else path for path in meta["path"]]
     return FaceIndex(index, meta, info)
 
 
