@@ -74,13 +74,19 @@ def test_symlinked_subfolders_are_followed_once_and_loops_end(tiny_model_file, t
     (photos / "real" / "loop").symlink_to(photos, target_is_directory=True)  # a loop back to the top
     (photos / "again").symlink_to(photos / "real", target_is_directory=True)  # the same photos under a second name
     (photos / "x0-copy.png").symlink_to(photos / "real" / "x0.png")
+    (photos / "gone.png").symlink_to(tmp_path / "nowhere.png")
     extractor = Extractor(model=tiny_model_file, detector="none")
-    for inputs in ([photos], [str(photos / "**" / "*.png")]):
+    real_photos = [photos / "real" / "x0.png", photos / "real" / "x1.png"]
+    cases = [([photos], [*real_photos, elsewhere / "y0.png"]),
+             ([str(photos / "**" / "*.png")], [*real_photos, elsewhere / "y0.png"]),
+             ([str(photos / "*.png"), str(photos / "real" / "*.png")], real_photos)]
+    for inputs, expected in cases:
         started = time.perf_counter()
         table = extractor.extract(inputs)
         assert time.perf_counter() - started < 30
-        real = sorted(os.path.realpath(path) for path in table["path"])
-        assert real == sorted({os.path.realpath(p) for p in [photos / "real" / "x0.png", photos / "real" / "x1.png", elsewhere / "y0.png"]})
+        assert sorted(os.path.realpath(path) for path in table["path"]) == sorted(os.path.realpath(p) for p in expected), inputs
+        assert str(photos / "real" / "x0.png") in set(table["path"])  # the real name, not the link beside it
+        assert [failure["path"] for failure in table.attrs["failures"]] == [str(photos / "gone.png")]
 
 
 # -- 7. file names that are not UTF-8 -----------------------------------------------------------------------

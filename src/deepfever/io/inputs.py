@@ -60,8 +60,7 @@ def _files_below(root: Path) -> list[Path]:
             searched.add(real)
             folders.sort()
             pending += [Path(folder, name) for name in folders if os.path.islink(os.path.join(folder, name))]
-            files += [Path(folder, name) for name in sorted(names)
-                      if os.path.isfile(os.path.join(folder, name)) or os.path.islink(os.path.join(folder, name))]
+            files += [Path(folder, name) for name in sorted(names) if _file_or_dangling_link(os.path.join(folder, name))]
     return _one_name_per_file(files)
 
 
@@ -70,12 +69,17 @@ def _glob_files(pattern: str) -> list[Path]:
     so a loop of links cannot make it run for ever."""
     parts = Path(pattern).parts
     if "**" not in parts:
-        return [Path(name) for name in glob.glob(pattern) if os.path.isfile(name)]
+        return [Path(name) for name in glob.glob(pattern) if _file_or_dangling_link(name)]
     fixed = next(position for position, part in enumerate(parts) if glob.has_magic(part))
     root = Path(*parts[:fixed]) if fixed else Path(".")
     if not root.is_dir():
         return []
     return [path for path in _files_below(root) if _matches(path.relative_to(root).parts, parts[fixed:])]
+
+
+def _file_or_dangling_link(path: str) -> bool:
+    """A file to list: a regular file (or a link to one), or a link to nothing, which then gets a failure row."""
+    return os.path.isfile(path) or (os.path.islink(path) and not os.path.exists(path))
 
 
 def _matches(names: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
