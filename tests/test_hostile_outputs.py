@@ -186,7 +186,8 @@ def test_resume_finishes_a_merge_killed_half_way_and_leaves_no_temporary_file(ti
     args = extract_args(photos, output, tiny_model_file, "--chunk-size", "1")
     killed = subprocess.run([sys.executable, "-c", KILLED_MERGE, *args], capture_output=True, text=True)
     assert killed.returncode == -9, killed.stderr
-    assert not output.exists()
+    assert not output.exists() and Path(f"{output}.failures.csv").is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # the half-written table
     assert main([*args, "--resume"]) == 0
     assert len(read_table(output)) == 4 and len(pd.read_csv(f"{output}.failures.csv")) == 1
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == []

@@ -33,7 +33,8 @@ def remove_leftover_temporaries(path: str | os.PathLike) -> list[Path]:
     Returns what was deleted.
     """
     final = Path(path)
-    leftovers = sorted(final.parent.glob(f".{glob.escape(final.name)}.*.tmp")) if final.parent.is_dir() else []
+    # mkstemp's random part is 8 characters: another output's temporaries (``.NAME.x.parquet.*.tmp``) never match.
+    leftovers = sorted(final.parent.glob(f".{glob.escape(final.name)}.????????.tmp")) if final.parent.is_dir() else []
     for leftover in leftovers:
         leftover.unlink(missing_ok=True)
     return leftovers

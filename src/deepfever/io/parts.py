@@ -306,7 +306,8 @@ def read_parts(folder: str | Path) -> pd.DataFrame:
 
     ``attrs["records"]`` holds each chunk's record and ``attrs["failures"]`` their ``failures`` lists joined.
 
-    Raises ``IncompletePartsError`` naming the chunks (and their first inputs) that are not written yet.
+    Raises ``IncompletePartsError`` naming the chunks (and their first inputs) that are not written yet,
+    ``DamagedPartsError`` as ``check_parts`` does.
     """
     records = check_parts(folder)
     columns = parts_columns(folder)
