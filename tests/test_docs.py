@@ -58,8 +58,8 @@ def test_the_old_readme_facts_live_in_the_site():
     """What the README used to explain is on a page (issue 21: nothing lost when it shrank)."""
     facts = {
         "install.md": ["104 s", "torch==2.13.0", ".[search]", ".[umap]", ".[timm]", ".[serve]", ".[onnx]"],
-        "reference/outputs.md": ["`e0 … e127`", "always written", "allow_pickle=False", "`OUT.meta.json`"],
-        "tutorials/photos.md": ["--save-crops", "always writes `faces.failures.csv`", "uint16"],
+        "reference/outputs.md": ["`e0 … e127`", "always written", "allow_pickle=False", "`OUT.<format>.meta.json`", "Links** are followed once", "absolute path"],
+        "tutorials/photos.md": ["--save-crops", "always writes `faces.parquet.failures.csv`", "uint16"],
         "tutorials/video.md": ["exponential moving average", "3 s", "frames read vs. declared"],
         "tutorials/speed.md": ["--resume", "rank r takes r, r+W", "read_parts", "0.999734", "cuda:LOCAL_RANK"],
         "tutorials/serving.md": ["413", "415", "422", "409", "Retry-After", "--max-wait-ms", "screenshots/upload.png"],

@@ -66,7 +66,7 @@ def test_cli_writes_each_format_and_failures_beside_it(tiny_model_file, crop_fol
     assert status == 0
     table = read_table(output)
     assert len(table) == 4 and np.stack(table["embedding"]).shape == (4, 128)
-    failures = pd.read_csv(tmp_path / "out.failures.csv")
+    failures = pd.read_csv(tmp_path / f"out{suffix}.failures.csv")
     assert sorted(failures["path"].str.rsplit("/", n=1).str[-1]) == ["broken.jpg", "empty.png"]
     assert "4 faces, 2 failures" in capsys.readouterr().err
 
@@ -93,7 +93,7 @@ def test_cli_rejects_bad_requests_before_work(tiny_model_file, crop_folder, tmp_
 def test_exit_status_is_one_when_nothing_could_be_processed(tiny_model_file, tmp_path):
     (tmp_path / "a.jpg").write_bytes(b"garbage")
     status = main(["extract", str(tmp_path / "a.jpg"), "-o", str(tmp_path / "o.csv"), "--model", str(tiny_model_file)])
-    assert status == 1 and (tmp_path / "o.failures.csv").is_file()
+    assert status == 1 and (tmp_path / "o.csv.failures.csv").is_file()
 
 
 def test_videos_and_images_share_one_table(tiny_model_file, crop_folder, tmp_path):

@@ -63,7 +63,7 @@ def test_interrupted_run_resumes_to_the_single_run_table(tiny_model_file, collec
     assert main(arguments(collection, output, tiny_model_file, "--resume", "--chunk-size", "2")) == 0
     assert [len(chunk) for chunk in made] == [2, 1]  # only the two chunks left
     assert output.read_bytes() == (tmp_path / "single.csv").read_bytes()
-    assert (tmp_path / "out.failures.csv").read_bytes() == (tmp_path / "single.failures.csv").read_bytes()
+    assert (tmp_path / "out.csv.failures.csv").read_bytes() == (tmp_path / "single.csv.failures.csv").read_bytes()
     table = read_table(output)
     assert len(table) == 5 + 4 and not table.duplicated(["path", "face", "frame"]).any()
 
@@ -103,7 +103,7 @@ def test_two_processes_under_torchrun_write_one_table(tiny_model_file, collectio
     np.testing.assert_allclose(sharded[floats].to_numpy(), single[floats].to_numpy(), atol=1e-6)
     np.testing.assert_allclose(np.stack(sharded["embedding"]), np.stack(single["embedding"]), atol=1e-6)
     np.testing.assert_array_equal(sharded["time_s"].to_numpy(float), single["time_s"].to_numpy(float))
-    assert (tmp_path / "sharded.failures.csv").read_text() == (tmp_path / "single.failures.csv").read_text()
+    assert (tmp_path / "sharded.parquet.failures.csv").read_text() == (tmp_path / "single.parquet.failures.csv").read_text()
 
 
 def test_merge_joins_parts_and_names_missing_chunks(tiny_model_file, collection, tmp_path, capsys):

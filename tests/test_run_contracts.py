@@ -89,10 +89,10 @@ def test_a_lock_left_by_a_killed_process_is_recovered(tiny_model_file, inputs, t
 def test_failures_file_always_belongs_to_the_table_beside_it(tiny_model_file, inputs, tmp_path):
     output = tmp_path / "out.csv"
     assert main(extract_args(inputs, output, tiny_model_file)) == 0
-    assert len(pd.read_csv(tmp_path / "out.failures.csv")) == 1  # broken.jpg
+    assert len(pd.read_csv(tmp_path / "out.csv.failures.csv")) == 1  # broken.jpg
     (inputs / "broken.jpg").unlink()
     assert main(extract_args(inputs, output, tiny_model_file, "--overwrite")) == 0
-    assert pd.read_csv(tmp_path / "out.failures.csv").empty  # not the first run's list
+    assert pd.read_csv(tmp_path / "out.csv.failures.csv").empty  # not the first run's list
     assert not (tmp_path / "out.parts").exists()  # a plain run leaves no work folder
 
 
@@ -322,5 +322,5 @@ def test_outputs_get_the_usual_file_mode(tiny_model_file, inputs, tmp_path):
     assert main(extract_args(inputs, output, tiny_model_file)) == 0
     mask = os.umask(0o022)
     os.umask(mask)
-    for path in (output, tmp_path / "out.failures.csv", tmp_path / "out.meta.json"):
+    for path in (output, tmp_path / "out.csv.failures.csv", tmp_path / "out.csv.meta.json"):
         assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path

@@ -83,8 +83,8 @@ def test_failures_csv_matches_the_pandas_copies(tmp_path: Path) -> None:
     assert written.read_text(encoding="utf-8") == expected
     write_failures([], tmp_path / "empty.csv")
     assert (tmp_path / "empty.csv").read_text() == pd.DataFrame([], columns=["path", "reason"]).to_csv(index=False)
-    assert failures_path_for(tmp_path / "faces.parquet") == tmp_path / "faces.failures.csv"
-    assert failures_path_for("clf.v2.json") == Path("clf.v2.failures.csv")
+    assert failures_path_for(tmp_path / "faces.parquet") == tmp_path / "faces.parquet.failures.csv"  # never shared by faces.csv
+    assert failures_path_for("clf.v2.json") == Path("clf.v2.json.failures.csv")
     assert failures_path_for("faces") == Path("faces.failures.csv")  # the old copy gave '.failures.csv'
 
 

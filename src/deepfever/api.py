@@ -22,6 +22,7 @@ from deepfever import defaults
 from deepfever.errors import HeadUnavailableError
 from deepfever.io.images import IMAGE_SUFFIXES, as_rgb_uint8, as_uint8_pixels
 from deepfever.io.inputs import VIDEO_SUFFIXES, expand_inputs
+from deepfever.io.names import is_utf8_name, printable_name
 from deepfever.models import load_model
 from deepfever.models.checkpoint import resolve_weights
 from deepfever.models.config import normalize_prior
@@ -297,28 +298,30 @@ class Extractor:
         engine = self.ensure_loaded().engine_
         started = time.perf_counter()
         yield from engine.iter_image_rows([item for item in items if not _is_video(item[1])], report, detector, progress)
-        for _, video in (item for item in items if _is_video(item[1])):
-            yield from self._iter_video(video, report, detector, fps, smoothing)
+        for name, video in (item for item in items if _is_video(item[1])):
+            yield from self._iter_video(name, video, report, detector, fps, smoothing)
             if progress:
                 progress(1)
         report.seconds = time.perf_counter() - started
 
-    def _iter_video(self, video: Path, report: ExtractionReport, detector: str | None, fps: float | None,
+    def _iter_video(self, name: str, video: Path, report: ExtractionReport, detector: str | None, fps: float | None,
                     smoothing: float) -> Iterator[dict[str, Any]]:
         """Rows of one video; an unreadable or partly read video becomes a failure entry, not an exception."""
         from deepfever.video import VideoReport, iter_video_rows
 
         video_report = VideoReport()
         try:
+            if not is_utf8_name(video):
+                raise ValueError("the file name is not valid UTF-8, so no table can name its rows; rename the file")
             yield from iter_video_rows(self.engine_, video, fps=fps, detector=detector, smoothing=smoothing, report=video_report)
         except (OSError, ValueError) as error:
-            report.failures.append({"path": str(video), "reason": str(error)})
+            report.failures.append({"path": name, "reason": str(error)})
         else:
             if video_report.truncation:
-                report.failures.append({"path": str(video), "reason": video_report.truncation})
+                report.failures.append({"path": name, "reason": video_report.truncation})
             if not video_report.faces:
-                report.failures.append({"path": str(video), "reason": "no face track in the video"})
-        report.videos.append({"path": str(video), "frames": video_report.frames, "faces": video_report.faces,
+                report.failures.append({"path": name, "reason": "no face track in the video"})
+        report.videos.append({"path": name, "frames": video_report.frames, "faces": video_report.faces,
                               "tracks": video_report.tracks, "frames_per_second": video_report.frames_per_second,
                               "frames_declared": video_report.frames_declared, "frames_decoded": video_report.frames_decoded})
         report.faces += video_report.faces
@@ -338,7 +341,8 @@ def _normalise_inputs(inputs) -> list[tuple[str, Any]]:
             items.append((f"array[{position}]", as_rgb_uint8(item, caller=f"Extractor.extract: array[{position}]")))
         else:
             names.append(item)
-    items += [(str(path), path) for path in expand_inputs(names, IMAGE_SUFFIXES | VIDEO_SUFFIXES)] if names else []
+    # A name that is not UTF-8 is shown escaped: its failure row must name it in any table.
+    items += [(printable_name(path), path) for path in expand_inputs(names, IMAGE_SUFFIXES | VIDEO_SUFFIXES)] if names else []
     return items
 
 

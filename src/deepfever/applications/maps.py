@@ -203,6 +203,7 @@ def thumbnail_grid(query: np.ndarray | None, results: pd.DataFrame, output: str 
     tiles = [(query, "query", "")]
     for _, row in results.iterrows():
         tiles.append((row_thumbnail(row, size, images), f"#{row['rank']}  {row['similarity']:.3f}", str(row.get("emotion", ""))))
+    _warn_unseen_sources(images, output)
     caption = 28
     rows = -(-len(tiles) // columns)
     canvas = Image.new("RGB", (columns * (size + 8), rows * (size + caption + 8)), "white")
@@ -222,3 +223,15 @@ def thumbnail_grid(query: np.ndarray | None, results: pd.DataFrame, output: str 
     with atomic_write(output) as tmp:
         canvas.save(tmp, format="PNG")
     return Path(output)
+
+
+def _warn_unseen_sources(images: dict[str, np.ndarray | None], output: str | os.PathLike) -> None:
+    """Name the source images a grid drew as grey tiles, so a table read from elsewhere does not fail quietly."""
+    unseen = [path for path, image in images.items() if image is None]
+    missing = [path for path in unseen if not os.path.isfile(path)]
+    unreadable = [path for path in unseen if path not in missing]
+    for paths, what in ((missing, "missing"), (unreadable, "unreadable")):
+        if paths:
+            shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+            logger.warning("%s: %d source image(s) %s, drawn as grey 'source missing' tiles: %s (paths are read as "
+                           "written in the index; relative ones from %s)", output, len(paths), what, shown, os.getcwd())

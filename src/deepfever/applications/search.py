@@ -226,6 +226,8 @@ def build_index(table: pd.DataFrame, kind: str = "auto", target_recall: float = 
     recorded = (table.attrs.get("metadata") or {}).get("detector")
     info.update(fingerprint=fingerprint, model=model, face_stage={"detector": detector or recorded})
     meta = table.drop(columns=[c for c in ("embedding", "landmarks") if c in table]).reset_index(drop=True)
+    if "path" in meta:  # files named from the working folder stay findable from any other
+        meta["path"] = [os.path.abspath(path) if isinstance(path, str) and os.path.isfile(path) else path for path in meta["path"]]
     return FaceIndex(index, meta, info)
 
 

@@ -23,8 +23,20 @@ def run(args: argparse.Namespace) -> int:
     given = Path(args.parts)
     folder = given if given.is_dir() or given.suffix == ".parts" else parts_dir_for(given)
     manifest = read_manifest(folder)
-    output = check_table_path(args.output or (folder.parent / manifest["output"] if folder == given else given), args.overwrite)
+    output = check_table_path(args.output or (_recorded_output(folder, manifest) if folder == given else given), args.overwrite)
     report = merge_parts_locked(folder, output, args.overwrite)
     print(f"deepfever merge: {report.summary()}", file=sys.stderr)
     print(f"wrote {output} and {failures_path_for(output)} ({len(report.failures)} failures)")
     return 0 if report.processed else 1
+
+
+def _recorded_output(folder: Path, manifest: dict) -> Path:
+    """The output the run was made for, only when it is the folder's own ``OUT.<format>`` beside it:
+    a manifest never sends a merge elsewhere."""
+    from deepfever.io.parts import parts_dir_for
+
+    name = str(manifest.get("output", ""))
+    if not name or Path(name).name != name or parts_dir_for(folder.parent / name) != folder:
+        raise ValueError(f"merge: {folder / 'manifest.json'} names the output {name!r}, not {folder.stem}.<format> beside "
+                         f"{folder}; pass -o {folder.stem}.parquet (or .csv, .jsonl, .npz) to say where to write")
+    return folder.parent / name

@@ -10,12 +10,18 @@ chunk's rows to Parquet as batches complete; when every chunk is written the chu
 run) and its metadata (model fingerprint and settings). The output is locked (``.OUT.parts.lock``)
 from before the first check to the end of the merge. A run without ``resume`` or an explicit chunk
 size removes its parts folder once the output is written; a killed one leaves it for ``resume``.
+
+Outputs never land on an input (checked by real path, ``overwrite`` or not). Inputs are recorded by
+absolute path, so a table names files that resolve from any folder. The failures file is written
+before the table, and the table last of all: a table on disk is complete with its sidecars, and a
+merge killed half-way (sidecars without their table, temporary files) is finished by ``resume``.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -29,7 +35,7 @@ from deepfever.defaults import CHUNK_SIZE as DEFAULT_CHUNK_SIZE
 from deepfever.errors import DeepFeverError
 from deepfever.io.lock import RunLock
 from deepfever.io import parts as store
-from deepfever.io.atomic import atomic_write, refuse_overwrite
+from deepfever.io.atomic import atomic_write, refuse_overwrite, remove_leftover_temporaries
 from deepfever.io.failures import failures_path_for, write_failures
 from deepfever.io.tables import TABLE_FORMATS, metadata_path_for, table_writer
 
@@ -145,20 +151,49 @@ class ExtractionRun:
         if not files:
             raise FileNotFoundError(f"no images or videos found in {', '.join(map(str, inputs))}")
         # Images before videos, as Extractor.extract orders its rows, so joined chunks equal one single run.
+        files = [Path(os.path.abspath(path)) for path in files]  # rows name files wherever the table is read
         videos = [path for path in files if path.suffix.lower() in VIDEO_SUFFIXES]
         return [path for path in files if path.suffix.lower() not in VIDEO_SUFFIXES] + videos
 
     def _check_outputs(self, files: Sequence[Path]) -> None:
-        """Every file the run will write can be written and replaces nothing unasked; run under the lock."""
-        targets = [self.output, failures_path_for(self.output)]
-        targets += [] if self.output.suffix.lower() == ".parquet" else [metadata_path_for(self.output)]
-        for target in [*targets, *self._annotation_targets(files).values()]:
+        """Every file the run will write can be written, lands on no input and replaces nothing unasked;
+        run under the lock. With ``resume``, sidecars without their table are a killed merge's and are replaced."""
+        self._refuse_outputs_on_inputs(files)
+        _check_table_targets(self.output, self.overwrite, leftovers_allowed=self.resume)
+        for target in self._annotation_targets(files).values():
             _check_writable(target, self.overwrite)
         if self.save_crops:
             crops = Path(self.save_crops)
             if crops.is_dir() and any(crops.iterdir()) and not self.overwrite:
                 raise FileExistsError(f"{crops} already holds files; pass --overwrite to add crops to it, or choose an empty folder")
             _check_writable(crops / "probe.png", overwrite=True)
+
+    def _refuse_outputs_on_inputs(self, files: Sequence[Path]) -> None:
+        """Refuse, whatever ``overwrite`` says, an output whose real path is an input's (``--annotate-dir``
+        or ``--save-crops`` pointed at the input folder that holds ``x.annotated.jpg`` or ``x.face0.png``)."""
+        from deepfever.io.inputs import VIDEO_SUFFIXES
+
+        inputs = {os.path.realpath(path) for path in files}
+        videos = [path for path in files if path.suffix.lower() in VIDEO_SUFFIXES]
+        images = [path for path in files if path.suffix.lower() not in VIDEO_SUFFIXES]
+        named = {target: "-o" for target in _table_targets(self.output)}
+        named.update({target: "--annotate-dir" for target in _mirrored(files, images, self.annotate_dir, ".annotated.jpg").values()})
+        named.update({target: "--annotate-video-dir"
+                      for target in _mirrored(files, videos, self.annotate_video_dir, ".annotated.mp4").values()})
+        for target, flag in named.items():
+            if os.path.realpath(target) in inputs:
+                raise OutputNotWritableError(f"refusing to write {target}: it is one of the inputs; choose another {flag} "
+                                             "(outputs never replace an input, even with --overwrite)")
+        crops = _mirrored(files, images, self.save_crops, "")
+        by_folder: dict[str, set[str]] = {}
+        for real in inputs:
+            by_folder.setdefault(os.path.dirname(real), set()).add(os.path.basename(real))
+        for base in crops.values():
+            pattern = re.compile(re.escape(base.name) + r"\.face\d+\.png")
+            victim = next((name for name in sorted(by_folder.get(os.path.realpath(base.parent), ())) if pattern.fullmatch(name)), None)
+            if victim:
+                raise OutputNotWritableError(f"refusing to write {base.parent / victim}: it is one of the inputs; choose another "
+                                             "--save-crops folder (outputs never replace an input, even with --overwrite)")
 
     def _annotation_targets(self, files: Sequence[Path]) -> dict[str, Path]:
         """Input path -> annotated copy (images in ``annotate_dir``, videos in ``annotate_video_dir``)."""
@@ -264,7 +299,7 @@ class ExtractionRun:
         return merge_parts(self.parts_dir, self.output, metadata=self.metadata(manifest["inputs"]))
 
     def metadata(self, inputs: int) -> dict[str, Any]:
-        """What the output records about how it was made (Parquet metadata or ``OUT.meta.json``)."""
+        """What the output records about how it was made (Parquet metadata or ``OUT.<format>.meta.json``)."""
         return {"deepfever_version": __version__, **self._identity(), "face_stage": self.extractor.stage_.to_dict(),
                 "batch_size": self.extractor.batch_size, "inputs": inputs}
 
@@ -277,11 +312,13 @@ def merge_parts(folder: str | os.PathLike, output: str | os.PathLike, metadata: 
     """
     folder, output = Path(folder), Path(output)
     manifest = store.read_manifest(folder)
-    records = store.read_records(folder, manifest)
+    records = store.check_parts(folder, manifest)
     report = _combine_reports(records)
     columns = store.parts_columns(folder, manifest)
+    for target in _table_targets(output):  # what a merge killed before left; we hold the lock
+        remove_leftover_temporaries(target)
     write_failures(report.failures, failures_path_for(output))
-    with table_writer(output, columns, metadata) as write:
+    with table_writer(output, columns, metadata) as write:  # the table appears last
         for batch in store.iter_parts(folder, columns):
             write(batch)
     return report
@@ -293,8 +330,7 @@ def merge_parts_locked(folder: str | os.PathLike, output: str | os.PathLike, ove
     lock = RunLock(folder.with_name(f".{folder.name}.lock"), str(folder))
     _take(lock, output)
     try:
-        for target in (output, failures_path_for(output)):
-            _check_writable(target, overwrite)
+        _check_table_targets(output, overwrite, leftovers_allowed=True)
         metadata = store.read_manifest(folder)
         return merge_parts(folder, output, {"deepfever_version": __version__,
                                             **{key: value for key, value in metadata.items() if key not in ("chunks", "version")}})
@@ -361,6 +397,21 @@ def _take(lock: RunLock, output: Path) -> None:
         if isinstance(error, DeepFeverError):  # the lock is held by another run
             raise
         raise OutputNotWritableError(f"cannot write {output}: {error.strerror} ({error.filename}); choose another -o") from error
+
+
+def _table_targets(output: Path) -> list[Path]:
+    """The table and its sidecars (failures, and metadata beside formats that cannot hold it)."""
+    return [output, failures_path_for(output)] + ([] if output.suffix.lower() == ".parquet" else [metadata_path_for(output)])
+
+
+def _check_table_targets(output: Path, overwrite: bool, leftovers_allowed: bool) -> None:
+    """The table and its sidecars can be written; with ``leftovers_allowed``, sidecars whose table is
+    absent (a merge killed before the table, which is written last) may be replaced."""
+    leftovers = leftovers_allowed and not output.exists()
+    for target in _table_targets(output):
+        if target != output and leftovers and target.exists():
+            logger.warning("replacing %s, left without its table by an interrupted merge", target)
+        _check_writable(target, overwrite or (leftovers and target != output))
 
 
 def _check_writable(target: Path, overwrite: bool) -> None:

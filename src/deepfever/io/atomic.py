@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -23,6 +24,20 @@ def refuse_overwrite(path: str | os.PathLike, overwrite: bool) -> None:
     """Raise ``FileExistsError`` if ``path`` exists and the caller did not ask to overwrite it."""
     if Path(path).exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass --overwrite (overwrite=True) to replace it.")
+
+
+def remove_leftover_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that ``atomic_write(path)`` leaves when its process is killed (``kill -9``).
+
+    Call it only while holding the lock of whatever writes ``path``: a live writer's file looks the same.
+    Returns what was deleted.
+    """
+    final = Path(path)
+    # mkstemp's random part is 8 characters: another output's temporaries (``.NAME.x.parquet.*.tmp``) never match.
+    leftovers = sorted(final.parent.glob(f".{glob.escape(final.name)}.????????.tmp")) if final.parent.is_dir() else []
+    for leftover in leftovers:
+        leftover.unlink(missing_ok=True)
+    return leftovers
 
 
 @contextlib.contextmanager

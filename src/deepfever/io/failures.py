@@ -12,9 +12,10 @@ FAILURE_COLUMNS = ("path", "reason")
 
 
 def failures_path_for(output: str | os.PathLike) -> Path:
-    """``OUT.failures.csv`` beside ``OUT.<suffix>`` (``faces.parquet`` -> ``faces.failures.csv``)."""
+    """``OUT.<suffix>.failures.csv`` beside ``OUT.<suffix>`` (``faces.parquet`` -> ``faces.parquet.failures.csv``),
+    named after the whole output name so that ``faces.csv`` and ``faces.npz`` never share one."""
     output = Path(output)
-    return output.with_name(output.stem + ".failures.csv")
+    return output.with_name(output.name + ".failures.csv")
 
 
 def write_failures(failures: Sequence[Mapping[str, object]], path: str | os.PathLike,

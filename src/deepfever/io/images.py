@@ -11,6 +11,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from deepfever.defaults import MAX_IMAGE_PIXELS  # the decompression-bomb guard; 80 MP covers every camera we know of
 from deepfever.errors import ImageReadError
+from deepfever.io.names import is_utf8_name, printable_name
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm"})
 
@@ -92,7 +93,8 @@ def load_image(source: str | os.PathLike | bytes | np.ndarray | Image.Image, max
     decoding. ``name`` labels bytes in messages (default ``<downloaded bytes>``).
     Raises ``ImageReadError`` with the reason: ``ImageTooLargeError`` above the limit,
     ``NotAnImageError`` for no image format, ``CorruptImageError`` for damaged or truncated data, the
-    base class for missing or zero-byte files and for arrays of the wrong dtype or shape.
+    base class for missing or zero-byte files, for arrays of the wrong dtype or shape, and for a file
+    name that is not UTF-8 (no table could name the rows it gives; the message shows it escaped).
 
     Example:
         >>> load_image(uploaded_bytes, max_pixels=40_000_000, name="photo.jpg").shape  # doctest: +SKIP
@@ -108,6 +110,9 @@ def load_image(source: str | os.PathLike | bytes | np.ndarray | Image.Image, max
             raise ImageReadError(f"{path}: empty (0 bytes)")
     else:
         path = opened = Path(source)
+        if not is_utf8_name(path):
+            raise ImageReadError(f"{printable_name(path)}: the file name is not valid UTF-8, so no table can name its rows; "
+                                 "rename the file (convmv converts a folder of names)")
         if not path.is_file():
             raise ImageReadError(f"{path}: no such file")
         if path.stat().st_size == 0:

@@ -10,7 +10,9 @@ Layout of a parts folder (``OUT.parts/`` beside the output ``OUT.parquet``)::
 
 A chunk's rows are written once, under its index, so a chunk redone after an interruption replaces,
 never duplicates, its rows, and a run never needs to know who wrote what. ``iter_parts`` streams the
-chunks in chunk order, which is input order; ``read_parts`` joins them in memory.
+chunks in chunk order, which is input order; ``read_parts`` joins them in memory. ``check_parts``
+refuses, naming the chunk or file, a folder whose chunks hold rows of inputs that are not theirs (a
+chunk's files copied over another's) or whose files are damaged, before anything is written from it.
 
 Example:
     >>> table = read_parts("faces.parts")  # doctest: +SKIP
@@ -32,6 +34,7 @@ import pandas as pd
 
 from deepfever.errors import DeepFeverError
 from deepfever.io.atomic import atomic_write
+from deepfever.io.names import printable_name
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +53,10 @@ class IncompletePartsError(DeepFeverError, FileNotFoundError):
     """Some chunks of a parts folder are not written yet."""
 
 
+class DamagedPartsError(DeepFeverError, ValueError):
+    """A file of a parts folder cannot be read, or holds what its place says it cannot."""
+
+
 def parts_dir_for(output: str | Path) -> Path:
     """``OUT.parts`` beside ``OUT.<format>``: one work folder per output, whatever its format."""
     return Path(output).with_suffix(".parts")
@@ -66,7 +73,7 @@ def make_manifest(identity: dict[str, Any], names: Sequence[str], chunk_size: in
     """The manifest of a run: ``identity`` (JSON-able) is everything besides the inputs that changes the rows."""
     digest = hashlib.sha256()
     for name in names:
-        digest.update(name.encode() + b"\n")
+        digest.update(os.fsencode(name) + b"\n")  # the name's bytes, even when they are not UTF-8
     manifest = {"version": PARTS_VERSION, **identity, "inputs": len(names), "inputs_sha256": digest.hexdigest()[:20],
                 "chunk_size": chunk_size, "chunks": plan_chunks(len(names), chunk_size), "output": output_name}
     return json.loads(json.dumps(manifest))  # as it reads back from the file (tuples become lists)
@@ -137,7 +144,12 @@ def read_inputs(folder: str | Path) -> list[str]:
 
 def _read_states(folder: Path) -> list[list]:
     path = folder / _INPUTS
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    if not path.is_file():
+        return []
+    try:
+        return [json.loads(line) for line in path.read_text().splitlines()]
+    except (ValueError, OSError) as error:
+        raise DamagedPartsError(f"{path} is damaged ({error}); run `deepfever extract` again with --overwrite to start again") from error
 
 
 def _redo_changed(folder: Path, manifest: dict[str, Any], states: Sequence[Sequence]) -> None:
@@ -159,7 +171,21 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / "manifest.json"
     if not path.is_file():
         raise FileNotFoundError(f"{folder} is not a parts folder (no manifest.json); make one with `deepfever extract --resume`")
-    return json.loads(path.read_text())
+    manifest = _read_json(path, "run `deepfever extract` again with --overwrite to start again")
+    chunks = manifest.get("chunks") if isinstance(manifest, dict) else None
+    if not (isinstance(chunks, list) and all(isinstance(chunk, list) and len(chunk) == 2 and all(type(end) is int for end in chunk)
+                                             for chunk in chunks)):
+        raise DamagedPartsError(f"{path} is damaged (expected an object whose 'chunks' lists [start, stop] pairs); "
+                                "run `deepfever extract` again with --overwrite to start again")
+    return manifest
+
+
+def _read_json(path: Path, fix: str) -> Any:
+    """The JSON document at ``path``, or ``DamagedPartsError`` naming the file and how to recover."""
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, OSError) as error:
+        raise DamagedPartsError(f"{path} is damaged ({error}); {fix}") from error
 
 
 def done_chunks(folder: str | Path) -> set[int]:
@@ -191,7 +217,53 @@ def read_records(folder: str | Path, manifest: dict[str, Any] | None = None) -> 
     missing = missing_chunks(folder, manifest)
     if missing:
         raise IncompletePartsError(_describe_missing(folder, manifest, missing))
-    return [json.loads((folder / f"chunk-{index:06d}.json").read_text()) for index in range(len(manifest["chunks"]))]
+    records = []
+    for index in range(len(manifest["chunks"])):
+        record = _read_json(folder / f"chunk-{index:06d}.json", _redo(folder, index))
+        if not isinstance(record, dict):
+            raise DamagedPartsError(f"{folder / f'chunk-{index:06d}.json'} is damaged (expected a JSON object); {_redo(folder, index)}")
+        records.append(record)
+    return records
+
+
+def check_parts(folder: str | Path, manifest: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every chunk's record, once every chunk is known to hold rows and failures of its own inputs only.
+
+    Reads the ``path`` column of each chunk (not the vectors). Raises ``IncompletePartsError`` for
+    missing chunks, ``DamagedPartsError`` naming the chunk and a stranger input (a chunk's files copied
+    over another's) or the file that cannot be read.
+    """
+    import pyarrow.parquet as pq
+
+    folder = Path(folder)
+    manifest = manifest or read_manifest(folder)
+    records = read_records(folder, manifest)
+    names = read_inputs(folder)
+    if len(names) != manifest.get("inputs"):
+        raise DamagedPartsError(f"{folder / _INPUTS} lists {len(names)} inputs where {folder / 'manifest.json'} counts "
+                                f"{manifest.get('inputs')}; run `deepfever extract` again with --overwrite to start again")
+    for index, ((start, stop), record) in enumerate(zip(manifest["chunks"], records)):
+        own = {printable_name(name) for name in names[start:stop]}
+        table = chunk_table_path(folder, index)
+        try:
+            paths = pq.read_table(table, columns=["path"]).column("path").to_pylist()
+        except (OSError, ValueError, KeyError) as error:
+            raise DamagedPartsError(f"{table} is damaged or missing ({error}); {_redo(folder, index)}") from error
+        failures = record.get("failures", [])
+        stranger = next((path for path in [*paths, *(failure.get("path") for failure in failures if isinstance(failure, dict))]
+                         if path not in own), None)
+        if stranger is not None:
+            raise DamagedPartsError(
+                f"chunk {index} of {folder} holds rows or failures of {stranger}, which is not among its inputs "
+                f"({names[start] if start < len(names) else '?'} to {names[stop - 1] if 0 < stop <= len(names) else '?'}); "
+                f"its files were copied or damaged: {_redo(folder, index)}")
+    return records
+
+
+def _redo(folder: Path, index: int) -> str:
+    """How to recover one chunk: unmark it, then resume."""
+    return (f"delete {folder / f'chunk-{index:06d}.json'} and run the same `deepfever extract` command with --resume "
+            "to redo that chunk")
 
 
 def parts_columns(folder: str | Path, manifest: dict[str, Any] | None = None) -> list[str]:
@@ -199,7 +271,13 @@ def parts_columns(folder: str | Path, manifest: dict[str, Any] | None = None) ->
     import pyarrow.parquet as pq
 
     manifest = manifest or read_manifest(folder)
-    schemas = [pq.read_schema(chunk_table_path(folder, index)).names for index in range(len(manifest["chunks"]))]
+    schemas = []
+    for index in range(len(manifest["chunks"])):
+        try:
+            schemas.append(pq.read_schema(chunk_table_path(folder, index)).names)
+        except (OSError, ValueError) as error:
+            raise DamagedPartsError(f"{chunk_table_path(folder, index)} is damaged or missing ({error}); "
+                                    f"{_redo(Path(folder), index)}") from error
     return max(schemas, key=len) if schemas else []
 
 
@@ -231,9 +309,10 @@ def read_parts(folder: str | Path) -> pd.DataFrame:
 
     ``attrs["records"]`` holds each chunk's record and ``attrs["failures"]`` their ``failures`` lists joined.
 
-    Raises ``IncompletePartsError`` naming the chunks (and their first inputs) that are not written yet.
+    Raises ``IncompletePartsError`` naming the chunks (and their first inputs) that are not written yet,
+    ``DamagedPartsError`` as ``check_parts`` does.
     """
-    records = read_records(folder)
+    records = check_parts(folder)
     columns = parts_columns(folder)
     batches = [batch for batch in iter_parts(folder, columns) if len(batch)]
     table = pd.concat(batches, ignore_index=True) if batches else pd.DataFrame(columns=columns)

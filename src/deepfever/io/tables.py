@@ -6,7 +6,10 @@ float arrays (NPZ, readable with ``np.load(allow_pickle=False)``). Nullable inte
 (``frame``, ``track`` are empty on image rows) come back as pandas ``Int64``.
 
 Run settings travel with the table: Parquet key-value metadata under ``deepfever``, or a sidecar
-``OUT.meta.json`` for the other formats; ``read_table`` puts them in ``attrs["metadata"]``.
+named after the whole output name for the other formats (``faces.csv.meta.json``, so ``faces.csv`` and
+``faces.npz`` never share one); ``read_table`` puts them in ``attrs["metadata"]`` and still reads the
+``faces.meta.json`` of tables written before. The sidecar is written before the table appears, so a
+table on disk always has its settings beside it.
 """
 from __future__ import annotations
 
@@ -39,8 +42,13 @@ def check_table_path(path: str | Path, overwrite: bool) -> Path:
 
 
 def metadata_path_for(path: str | Path) -> Path:
-    """``OUT.meta.json`` beside ``OUT.<format>``: the run settings of a table that has no metadata of its own."""
+    """``OUT.<format>.meta.json`` beside ``OUT.<format>``: the run settings of a table that has no metadata of its own."""
     path = Path(path)
+    return path.with_name(path.name + ".meta.json")
+
+
+def _legacy_metadata_path(path: Path) -> Path:
+    """``OUT.meta.json``: where tables written before issue 18 kept their settings (shared between formats)."""
     return path.with_name(path.name[: -len(path.suffix)] + ".meta.json")
 
 
@@ -61,7 +69,7 @@ def table_writer(path: str | Path, columns: list[str], metadata: dict[str, Any] 
     suffix = target.suffix.lower()
     if suffix not in TABLE_FORMATS:
         raise ValueError(f"table_writer: unknown format {suffix!r} for {target}; use one of {', '.join(TABLE_FORMATS)}")
-    with atomic_write(target) as tmp:
+    with atomic_write(target) as tmp:  # the table appears last, after its metadata sidecar
         if suffix == ".parquet":
             import pyarrow.parquet as pq
 
@@ -99,9 +107,9 @@ def table_writer(path: str | Path, columns: list[str], metadata: dict[str, Any] 
                 yield write
                 if suffix == ".csv" and state["header"]:  # no rows: still a table with its columns
                     _flatten(pd.DataFrame(columns=columns)).to_csv(handle, index=False)
-    if suffix != ".parquet":
-        with atomic_write(metadata_path_for(target)) as tmp:
-            tmp.write_text(json.dumps(metadata or {}, indent=2, sort_keys=True) + "\n")
+        if suffix != ".parquet":
+            with atomic_write(metadata_path_for(target)) as sidecar:
+                sidecar.write_text(json.dumps(metadata or {}, indent=2, sort_keys=True) + "\n")
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -139,8 +147,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
                 frame[column] = frame[column].where(frame[column] != "")
     else:
         raise ValueError(f"read_table: unknown format {suffix!r}; use one of {', '.join(TABLE_FORMATS)}")
-    if suffix != ".parquet" and metadata_path_for(source).is_file():
-        metadata = json.loads(metadata_path_for(source).read_text())
+    if suffix != ".parquet":
+        sidecar = next((path for path in (metadata_path_for(source), _legacy_metadata_path(source)) if path.is_file()), None)
+        metadata = json.loads(sidecar.read_text()) if sidecar else {}
     for column in ARRAY_COLUMNS:
         if column in frame:
             frame[column] = [np.asarray(value, dtype=np.float32) for value in frame[column]]
