@@ -28,6 +28,7 @@ import pandas as pd
 
 from deepfever.models.vectors import unit
 from deepfever.errors import DeepFeverError
+from deepfever.io.atomic import refuse_overwrite
 
 logger = logging.getLogger(__name__)
 
@@ -397,8 +398,7 @@ def save_index(face_index: FaceIndex, folder: str | os.PathLike, overwrite: bool
 
     target = Path(folder)
     if target.exists():
-        if not overwrite:
-            raise FileExistsError(f"{target} already exists; pass --overwrite (overwrite=True) to replace it.")
+        refuse_overwrite(target, overwrite)
         if not (target / INFO_FILE).is_file():
             raise FileExistsError(f"save_index: {target} exists and is not a deepfever index folder (no {INFO_FILE}); "
                                   "refusing to replace it, choose another path")

@@ -30,7 +30,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from deepfever.errors import DeepFeverError
+from deepfever.errors import OVERWRITE, RESUME, DeepFeverError, OptionMessage
 from deepfever.io.atomic import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -79,9 +79,8 @@ def check_same_run(folder: str | Path, existing: dict[str, Any], manifest: dict[
     if differing:
         details = "; ".join(f"{key}: then {existing.get(key)!r}, now {manifest.get(key)!r}" for key in differing)
         raise PartsMismatchError(
-            f"cannot resume {folder}: it was made with different {', '.join(differing)} ({details}); run again with "
-            "the same model, options and inputs, or pass --overwrite (without --resume) to start again"
-        )
+            OptionMessage(f"cannot resume {folder}: it was made with different {', '.join(differing)} ({details}); run again with "
+            "the same model, options and inputs, or pass ", OVERWRITE, " (and not ", RESUME, ") to start again"))
 
 
 def input_states(names: Sequence[str]) -> list[list]:
@@ -113,7 +112,8 @@ def open_parts(folder: str | Path, manifest: dict[str, Any], states: Sequence[Se
             _redo_changed(folder, existing, states)
             return existing
         if not overwrite:
-            raise FileExistsError(f"{folder} holds an earlier run; pass --resume to continue it or --overwrite to start again")
+            raise FileExistsError(OptionMessage(f"{folder} holds an earlier run; pass ", RESUME, " to continue it or ", OVERWRITE,
+                                                " to start again"))
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     _write_states(folder, states)
@@ -196,6 +196,11 @@ def parts_columns(folder: str | Path, manifest: dict[str, Any] | None = None) ->
     import pyarrow.parquet as pq
 
     manifest = manifest or read_manifest(folder)
+    for index in range(len(manifest["chunks"])):  # a record without its rows: name the file, not pyarrow's errno
+        if not chunk_table_path(folder, index).is_file():
+            raise IncompletePartsError(f"{chunk_table_path(folder, index)} is missing though chunk {index} is marked done; delete "
+                                       f"{Path(folder) / f'chunk-{index:06d}.json'} and run the same `deepfever extract` "
+                                       "command with --resume to redo that chunk")
     schemas = [pq.read_schema(chunk_table_path(folder, index)).names for index in range(len(manifest["chunks"]))]
     return max(schemas, key=len) if schemas else []
 
