@@ -154,7 +154,7 @@ def test_index_folder_round_trip_and_fingerprint_refusal(tmp_path):
     loaded.check_fingerprint(dict(FINGERPRINT))
     with pytest.raises(IndexMismatchError, match="differs in model_id.*--model some/model.safetensors"):
         loaded.check_fingerprint({**FINGERPRINT, "model_id": "other@111111111111"})
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(FileExistsError, match="overwrite=True"):  # Python callers read arguments; the CLI, flags
         save_index(index, folder)
     save_index(build_index(_table(vectors[:10])), folder, overwrite=True)
     assert len(load_index(folder)) == 10

@@ -45,7 +45,7 @@ def test_refuses_to_overwrite_a_run(ferplus_root, tmp_path, monkeypatch):
     output = tmp_path / "run"
     output.mkdir()
     (output / "keep.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(FileExistsError, match="overwrite=True"):
         train(_config(ferplus_root, output))
 
 

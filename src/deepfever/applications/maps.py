@@ -39,7 +39,8 @@ def project_2d(vectors: np.ndarray, method: str = "auto", seed: int = 0) -> tupl
             raise ValueError("project_2d: method 'umap' needs the umap-learn package; pip install umap-learn, or use 'tsne'/'pca'")
         import umap
 
-        return umap.UMAP(n_components=2, metric="cosine", random_state=seed).fit_transform(vectors), method
+        # A seeded UMAP runs on one thread whatever n_jobs says, and warns unless told so: say it.
+        return umap.UMAP(n_components=2, metric="cosine", random_state=seed, n_jobs=1).fit_transform(vectors), method
     if method == "tsne":
         from sklearn.manifold import TSNE
 

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from deepfever.errors import DeepFeverError
+from deepfever.io.atomic import refuse_overwrite
 from deepfever.io.hashing import file_sha256
 from deepfever.models.fingerprint import model_id_change
 from deepfever.models.vectors import unit
@@ -421,8 +422,7 @@ def save_index(face_index: FaceIndex, folder: str | os.PathLike, overwrite: bool
 
     target = Path(folder)
     if target.exists():
-        if not overwrite:
-            raise FileExistsError(f"{target} already exists; pass --overwrite (overwrite=True) to replace it.")
+        refuse_overwrite(target, overwrite)
         if not (target / INFO_FILE).is_file():
             raise FileExistsError(f"save_index: {target} exists and is not a deepfever index folder (no {INFO_FILE}); "
                                   "refusing to replace it, choose another path")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from deepfever.cli._common import status
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("benchmark", help="run a benchmark suite (datasets x models) into a Markdown + JSON report")
@@ -30,6 +32,6 @@ def run(args: argparse.Namespace) -> int:
         cells = ", ".join(f"{column} {row['cells'][column]:.4f}" if row["cells"][column] is not None else f"{column} {row['metrics'][column]}"
                           for column in report["matrix"]["columns"])
         print(f"{row['model']}: {cells}")
-    print(f"wrote {Path(args.output_dir) / 'report.md'} and report.json")
+    status(args, f"wrote {Path(args.output_dir) / 'report.md'} and report.json")
     failed = [entry for model in report["models"] for entry, result in model["results"].items() if result["status"] == "failed"]
     return 1 if failed else 0

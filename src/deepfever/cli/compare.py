@@ -5,7 +5,7 @@ import argparse
 import json
 import logging
 
-from deepfever.cli._common import add_extractor_arguments, build_extractor
+from deepfever.cli._common import add_extractor_arguments, build_extractor, status
 
 logger = logging.getLogger(__name__)
 
@@ -100,5 +100,5 @@ def run_identity_check(args: argparse.Namespace) -> int:
     if args.output:
         with atomic_write(args.output) as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.output}")
+        status(args, f"wrote {args.output}")
     return 0

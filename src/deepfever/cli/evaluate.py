@@ -5,6 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
+from deepfever.cli._common import status
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("evaluate", help="score a model on a labelled benchmark")
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         with atomic_write(outputs[0]) as tmp:
             tmp.write_text(json.dumps(summary, indent=2))
         plot_confusion(summary, outputs[1], f"{name} on FER+ {args.split} (acc {summary['accuracy']:.3f})")
-        print(f"wrote {outputs[0]} and {outputs[1]}")
+        status(args, f"wrote {outputs[0]} and {outputs[1]}")
     else:
         print(json.dumps({k: summary[k] for k in ("n", "accuracy", "macro_f1")}, indent=2))
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from deepfever import defaults
+from deepfever.cli._common import status
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_onnx(args: argparse.Namespace) -> int:
     from deepfever.api import Extractor
     from deepfever.io.atomic import refuse_overwrite
-    from deepfever.models.onnx_export import export_onnx, require_onnx
+    from deepfever.models.onnx_export import INT8_SUFFIX, export_onnx, require_onnx
 
     try:
         require_onnx("deepfever export onnx")
@@ -43,5 +44,6 @@ def run_onnx(args: argparse.Namespace) -> int:
         crops = extractor.engine_.sample_crops(args.calibration, args.calibration_detector, args.calibration_count)
     path = export_onnx(extractor.model_, extractor.fingerprint_, args.output, calibration=crops)
     detail = f"int8, calibrated on {len(crops)} faces" if crops is not None else "fp32"
-    print(f"wrote {path} ({detail}; model {extractor.fingerprint_['model_id']})")
+    model_id = extractor.fingerprint_["model_id"] + (INT8_SUFFIX if crops is not None else "")  # the id the file records
+    status(args, f"wrote {path} ({detail}; model {model_id})")
     return 0

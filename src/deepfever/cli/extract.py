@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from deepfever.cli._common import add_extractor_arguments, build_extractor
+from deepfever.cli._common import add_extractor_arguments, build_extractor, progress_disabled, status
 from deepfever.defaults import CHUNK_SIZE
 
 
@@ -22,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                    "(mirroring the inputs' relative paths)")
     parser.add_argument("--fps", type=float, default=None, help="videos: frames per second to process (default: every frame)")
     parser.add_argument("--smooth", type=float, default=0.0,
-                        help="videos: moving-average weight in [0, 1) per track, written beside the raw values as p_*_smooth")
+                        help="videos: exponential smoothing weight S in [0, 1) per track, p_smooth = S * previous + (1 - S) * p at "
+                             "each processed frame, so its lag depends on --fps (a change shows half-way after "
+                             "ceil(ln 2 / ln(1/S)) frames: 2 for S = 0.6); written beside the raw values as p_*_smooth (default 0: off)")
     parser.add_argument("--save-crops", metavar="DIR",
                         help="also write each image face's aligned crop (the input of Extractor.embed) as "
                              "DIR/<relative path>/<stem>.face<k>.png")
@@ -48,10 +50,10 @@ def run(args: argparse.Namespace) -> int:
                                annotate_video_dir=args.annotate_video_dir, save_crops=args.save_crops)
     files = extraction.plan(args.inputs)
     shared = int(os.environ.get("WORLD_SIZE", 1)) > 1  # under torchrun each process sees its own share only
-    with tqdm(total=None if shared else len(files), unit="file", file=sys.stderr, disable=None) as bar:
+    with tqdm(total=None if shared else len(files), unit="file", file=sys.stderr, disable=progress_disabled(args)) as bar:
         report = extraction.run(files, progress=bar.update)
     if int(os.environ.get("RANK", 0)) != 0:  # a torchrun rank whose share is done; rank 0 writes the output
         return 0
-    print(f"deepfever extract: {report.summary()}", file=sys.stderr)
-    print(f"wrote {output} and {failures_path_for(output)} ({len(report.failures)} failures)")
+    status(args, f"deepfever extract: {report.summary()}", stderr=True)
+    status(args, f"wrote {output} and {failures_path_for(output)} ({len(report.failures)} failures)")
     return 0 if report.processed else 1

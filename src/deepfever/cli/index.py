@@ -4,10 +4,9 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-import sys
 from pathlib import Path
 
-from deepfever.cli._common import add_extractor_arguments, build_extractor
+from deepfever.cli._common import add_extractor_arguments, build_extractor, status
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +66,7 @@ def run_build(args: argparse.Namespace) -> int:
     else:
         extractor = build_extractor(args)
         table = extractor.extract(args.inputs)
-        print(f"deepfever index: {ExtractionReport.of_table(table).summary()}", file=sys.stderr)
+        status(args, f"deepfever index: {ExtractionReport.of_table(table).summary()}", stderr=True)
         model_path = Path(str(extractor.model))
         model = str(model_path.resolve()) if model_path.is_file() else str(extractor.model)
         detector = extractor.stage_.detector
@@ -75,7 +74,7 @@ def run_build(args: argparse.Namespace) -> int:
     save_index(index, args.output, args.overwrite)
     info = index.info
     detail = f", nlist {info['nlist']}, nprobe {info['nprobe']} (recall@10 {info['tuned_recall_at_10']:.3f})" if "nprobe" in info else ""
-    print(f"wrote {args.output}: {info['count']} faces, {info['kind']} index{detail}, {info['memory_bytes'] / 2**20:.1f} MiB in memory")
+    status(args, f"wrote {args.output}: {info['count']} faces, {info['kind']} index{detail}, {info['memory_bytes'] / 2**20:.1f} MiB in memory")
     return 0
 
 
@@ -113,8 +112,8 @@ def run_search(args: argparse.Namespace) -> int:
     print(results[result_columns(results)].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if args.output:
         write_table(results, args.output)
-        print(f"wrote {args.output}")
+        status(args, f"wrote {args.output}")
     if args.grid:
         thumbnail_grid(query_thumb, results, args.grid)
-        print(f"wrote {args.grid}")
+        status(args, f"wrote {args.grid}")
     return 0 if len(results) else 1

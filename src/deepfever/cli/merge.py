@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from deepfever.cli._common import status
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,8 +26,8 @@ def run(args: argparse.Namespace) -> int:
     manifest = read_manifest(folder)
     output = check_table_path(args.output or (_recorded_output(folder, manifest) if folder == given else given), args.overwrite)
     report = merge_parts_locked(folder, output, args.overwrite)
-    print(f"deepfever merge: {report.summary()}", file=sys.stderr)
-    print(f"wrote {output} and {failures_path_for(output)} ({len(report.failures)} failures)")
+    status(args, f"deepfever merge: {report.summary()}", stderr=True)
+    status(args, f"wrote {output} and {failures_path_for(output)} ({len(report.failures)} failures)")
     return 0 if report.processed else 1
 
 

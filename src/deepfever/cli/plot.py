@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from deepfever.cli._common import status
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     plot = subparsers.add_parser("plot", help="draw a table of faces: a 2-D map, or emotions over time in a video")
@@ -33,7 +35,7 @@ def run_map(args: argparse.Namespace) -> int:
 
     summary = plot_map(read_table(args.table), args.output, args.color_by, args.html, args.method,
                        args.max_thumbnails, args.overwrite)
-    print(f"wrote {args.output}" + (f" and {args.html}" if args.html else "")
+    status(args, f"wrote {args.output}" + (f" and {args.html}" if args.html else "")
           + f": {summary['points']} faces by {summary['method']}, {summary['thumbnails']} thumbnails"
           + (f", {summary['missing_sources']} source images missing" if summary["missing_sources"] else ""))
     return 0
@@ -46,5 +48,5 @@ def run_timeline(args: argparse.Namespace) -> int:
 
     refuse_overwrite(args.output, args.overwrite)
     plot_timeline(read_table(args.table), args.output, track=args.track, video=args.video)
-    print(f"wrote {args.output}")
+    status(args, f"wrote {args.output}")
     return 0

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from deepfever.cli._common import add_extractor_arguments, build_extractor
+from deepfever.cli._common import add_extractor_arguments, build_extractor, progress_disabled, status
 from deepfever.defaults import DETECTOR as DEFAULT_DETECTOR
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     vectors, report = _embed_and_evaluate(args)
     if paths:
         _write_report(report, vectors, paths)
-        print(f"wrote {', '.join(str(p) for p in paths.values() if p.exists())}")
+        status(args, f"wrote {', '.join(str(p) for p in paths.values() if p.exists())}")
     else:
         print(json.dumps({key: report[key] for key in ("accuracy", "macro_f1")}, indent=2))
     return 0
@@ -106,7 +106,7 @@ def run_fit(args: argparse.Namespace) -> int:
         write_failures(vectors.failures, failures_path)
     if paths:
         _write_report(report, vectors, paths)
-    print(f"wrote {saved} and {weights_path}" + (f" ({failures_path})" if vectors.failures else ""))
+    status(args, f"wrote {saved} and {weights_path}" + (f" ({failures_path})" if vectors.failures else ""))
     return 0
 
 
@@ -134,13 +134,13 @@ def run_predict(args: argparse.Namespace) -> int:
     mismatch = classifier.face_stage_mismatch({**extractor.fingerprint_, "detector": args.detector})
     if mismatch:
         logger.warning("probe predict: %s", mismatch)
-    with tqdm(total=len(files), unit="file", file=sys.stderr, disable=None) as bar:
+    with tqdm(total=len(files), unit="file", file=sys.stderr, disable=progress_disabled(args)) as bar:
         frame = extractor.extract(files, progress=bar.update)
     warn_unless_crops(frame, args.detector, extractor.fingerprint_["crop_size"])
     report = ExtractionReport.of_table(frame)
     write_outputs(_prediction_table(frame, classifier), report, output)
-    print(f"deepfever probe predict: {report.summary()}", file=sys.stderr)
-    print(f"wrote {output} and {failures_path_for(output)} ({len(report.failures)} failures)")
+    status(args, f"deepfever probe predict: {report.summary()}", stderr=True)
+    status(args, f"wrote {output} and {failures_path_for(output)} ({len(report.failures)} failures)")
     return 0 if report.faces else 1
 
 
@@ -186,7 +186,7 @@ def _embed_and_evaluate(args: argparse.Namespace):
         args.detector = "none" if args.format not in OWN_FORMATS else DEFAULT_DETECTOR
         logger.info("detector: %s (pass --detector to choose)", args.detector)
     extractor = build_extractor(args).load()
-    with tqdm(total=len(data.sources), unit="img", file=sys.stderr, disable=None) as bar:
+    with tqdm(total=len(data.sources), unit="img", file=sys.stderr, disable=progress_disabled(args)) as bar:
         vectors = embed_labelled(extractor, data, args.detector, progress=bar.update)
     logger.info("%d of %d images embedded, %d failures", len(vectors.labels), len(data.sources), len(vectors.failures))
     model = args.model or DEFAULT_MODEL

@@ -52,5 +52,6 @@ def run(args: argparse.Namespace) -> int:
         header_timeout_s=args.header_timeout, allowed_hosts=tuple(args.allowed_host), absolute_paths=args.absolute_paths,
     )
     service = ExpressionService(settings, extractor).load()  # a bad index or reference is one line here, before serving
-    run_server(service, args.host, args.port)  # logs the page's address once the port is bound
+    uvicorn_level = "error" if args.quiet else "debug" if args.verbose else "info"
+    run_server(service, args.host, args.port, uvicorn_level)  # logs the page's address (the bound port) once listening
     return 0

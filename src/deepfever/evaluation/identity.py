@@ -21,34 +21,42 @@ from deepfever.models.vectors import unit
 logger = logging.getLogger(__name__)
 
 
-def retrieval_map(vectors: np.ndarray, labels: np.ndarray, chunk: int = 256) -> dict[str, float]:
+def retrieval_map(vectors: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None, chunk: int = 256) -> dict[str, float]:
     """Leave-one-out mean average precision of ranking all other rows by cosine similarity.
 
-    A row's relevant items are the other rows with its label; rows alone in their label are skipped.
+    A row's relevant items are the other rows with its label; rows with no such row are skipped.
+    With ``groups`` (e.g. the video a frame came from), the rows of a query's own group are left out
+    of its ranking: near-identical frames would otherwise find each other and count as a hit.
     ``chance`` is the mean AP a random ranking would get (the share of relevant items).
     """
     vectors = unit(vectors)
     labels = np.asarray(labels)
-    if len(vectors) != len(labels):
-        raise ValueError(f"retrieval_map: {len(vectors)} vectors but {len(labels)} labels")
+    if len(vectors) != len(labels) or (groups is not None and len(groups) != len(labels)):
+        raise ValueError(f"retrieval_map: {len(vectors)} vectors but {len(labels)} labels"
+                         + ("" if groups is None else f" and {len(groups)} groups"))
     _, codes = np.unique(labels, return_inverse=True)
-    counts = np.bincount(codes)
+    # Without groups each row is its own group, so only the row itself is left out.
+    _, group_codes = np.unique(np.asarray(groups).astype(str), return_inverse=True) if groups is not None else (None, np.arange(len(labels)))
     precisions, chance = [], []
     for start in range(0, len(vectors), chunk):
         block = slice(start, min(start + chunk, len(vectors)))
+        own_group = group_codes[block, None] == group_codes[None, :]  # includes the row itself
         similarity = vectors[block] @ vectors.T
-        similarity[np.arange(similarity.shape[0]), np.arange(block.start, block.stop)] = -np.inf  # leave self out
-        order = np.argsort(-similarity, axis=1, kind="stable")[:, :-1]  # self sorts last
-        relevant = codes[order] == codes[block, None]
-        positives = counts[codes[block]] - 1
+        similarity[own_group] = -np.inf
+        order = np.argsort(-similarity, axis=1, kind="stable")  # the left-out rows sort last
+        same_label = codes[None, :] == codes[block, None]
+        relevant = np.take_along_axis(same_label & ~own_group, order, axis=1)
+        positives = relevant.sum(1)
+        candidates = (~own_group).sum(1)
         hits = np.cumsum(relevant, axis=1)
         ranks = np.arange(1, relevant.shape[1] + 1)
         average_precision = (relevant * hits / ranks).sum(1) / np.maximum(positives, 1)
         usable = positives > 0
         precisions.extend(average_precision[usable])
-        chance.extend(positives[usable] / (len(vectors) - 1))
+        chance.extend(positives[usable] / candidates[usable])
     if not precisions:
-        raise ValueError("retrieval_map: every label occurs once; need at least two rows sharing a label")
+        raise ValueError("retrieval_map: no row has another row with its label" + ("" if groups is None else " outside its own group")
+                         + "; need at least two rows sharing a label" + ("" if groups is None else " in different groups"))
     return {"map": float(np.mean(precisions)), "chance": float(np.mean(chance)), "queries": len(precisions)}
 
 
@@ -81,8 +89,9 @@ def identity_leakage(vectors: np.ndarray, identities: np.ndarray, expressions: n
                      sources: np.ndarray | None = None, folds: int = 5, seed: int = 0) -> dict[str, Any]:
     """Identity retrieval mAP and identity probe accuracy, beside the same for expression labels.
 
-    The identity probe groups folds by ``sources`` (e.g. the video a frame came from, so near-identical
-    frames cannot be memorised); the expression probe groups by identity, so it must work on unseen people.
+    ``sources`` (e.g. the video a frame came from) keep near-identical frames apart: a face's own source
+    is left out of its retrieval ranking, and the identity probe's folds keep each source whole; the
+    expression probe groups by identity, so it must work on unseen people.
 
     Example:
         >>> report = identity_leakage(vectors, table["identity"], table["label"])  # doctest: +SKIP
@@ -90,12 +99,12 @@ def identity_leakage(vectors: np.ndarray, identities: np.ndarray, expressions: n
     """
     identities = np.asarray(identities).astype(str)
     report: dict[str, Any] = {"faces": len(identities), "identities": int(len(np.unique(identities))), "identity": {
-        "retrieval": retrieval_map(vectors, identities),
+        "retrieval": retrieval_map(vectors, identities, sources),
         "probe": linear_probe(vectors, identities, sources, folds, seed),
     }}
     if expressions is not None:
         expressions = np.asarray(expressions).astype(str)
-        report["expression"] = {"retrieval": retrieval_map(vectors, expressions),
+        report["expression"] = {"retrieval": retrieval_map(vectors, expressions, sources),
                                 "probe": linear_probe(vectors, expressions, identities, folds, seed)}
     return report
 
@@ -157,7 +166,7 @@ def _name(path: str) -> str:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    """A short human summary of ``identity_leakage``'s report."""
+    """A short human summary of ``identity_leakage``'s report, ending with its verdict."""
     lines = [f"{report['faces']} faces of {report['identities']} identities"]
     for part in ("identity", "expression"):
         if part in report:
@@ -165,4 +174,36 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"{part:>10}: retrieval mAP {retrieval['map']:.3f} (chance {retrieval['chance']:.3f}), "
                          f"linear probe accuracy {probe['accuracy']:.3f} (majority {probe['chance']:.3f}, "
                          f"{probe['classes']} classes, {probe['folds']}-fold grouped CV)")
+    lines.append(f"verdict: {leakage_verdict(report)}")
     return "\n".join(lines)
+
+
+def retrieval_lift(retrieval: dict[str, float]) -> float:
+    """How far retrieval mAP lies from chance (0) towards perfect (1): comparable across label sets of any size."""
+    return (retrieval["map"] - retrieval["chance"]) / max(1.0 - retrieval["chance"], 1e-12)
+
+
+def leakage_verdict(report: dict[str, Any]) -> str:
+    """One sentence on ``identity_leakage``'s report, by a stated rule on retrieval lift (``retrieval_lift``).
+
+    With expression labels, identity is judged against expression: strong if people are retrieved at
+    least as well as expressions, noticeable if at least half as well, little otherwise. Without
+    labels, by identity's lift alone: strong from 0.5, some from 0.1, little below.
+    """
+    identity = retrieval_lift(report["identity"]["retrieval"])
+    if "expression" not in report:
+        level = "strong" if identity >= 0.5 else "some" if identity >= 0.1 else "little"
+        return (f"{level} identity leakage (identity retrieval lift {identity:.2f} over chance; strong from 0.5, some "
+                "from 0.1); give expression labels to judge it against expression")
+    expression = retrieval_lift(report["expression"]["retrieval"])
+    if expression <= 0:
+        return (f"expression labels are retrieved no better than chance (lift {expression:.2f}), so identity (lift "
+                f"{identity:.2f}) cannot be judged against them; check the label column")
+    ratio = identity / expression
+    if ratio >= 1:
+        judgement = "strong identity leakage: people are retrieved as well as expressions or better, so searches and probes will group people"
+    elif ratio >= 0.5:
+        judgement = "noticeable identity leakage: people are retrieved at least half as well as expressions"
+    else:
+        judgement = "little identity leakage: expressions are retrieved more than twice as well as people"
+    return f"{judgement} (retrieval lift over chance: identity {identity:.2f}, expression {expression:.2f})"

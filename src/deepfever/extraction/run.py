@@ -32,7 +32,7 @@ import pandas as pd
 
 from deepfever._version import __version__
 from deepfever.defaults import CHUNK_SIZE as DEFAULT_CHUNK_SIZE
-from deepfever.errors import DeepFeverError
+from deepfever.errors import OVERWRITE, DeepFeverError, Option, OptionMessage
 from deepfever.io.lock import RunLock
 from deepfever.io import parts as store
 from deepfever.io.atomic import atomic_write, refuse_overwrite, remove_leftover_temporaries
@@ -66,7 +66,7 @@ class ExtractionRun:
             process's own GPU).
         output: ``OUT.parquet``, ``OUT.csv``, ``OUT.jsonl`` or ``OUT.npz``.
         fps: videos: frames per second to process (``None``: every frame).
-        smoothing: videos: per-track moving-average weight in [0, 1); adds ``*_smooth`` columns.
+        smoothing: videos: per-track exponential moving-average weight in [0, 1); adds ``*_smooth`` columns.
         chunk_size: inputs per saved chunk (default ``DEFAULT_CHUNK_SIZE``); giving it keeps the parts.
         resume: continue the run whose chunks are in ``OUT.parts/`` (inputs changed since are redone).
         overwrite: replace existing outputs and start a parts folder again.
@@ -116,8 +116,9 @@ class ExtractionRun:
             manifest = self._start(files, rank, world_size, lock)
             mine = [index for index in range(rank, len(manifest["chunks"]), world_size)
                     if index not in store.done_chunks(self.parts_dir)]
-            logger.info("rank %d of %d: %d of %d chunks to do in %s", rank, world_size, len(mine), len(manifest["chunks"]),
-                        self.parts_dir)
+            said = logging.INFO if world_size > 1 or len(mine) < len(manifest["chunks"]) else logging.DEBUG  # news: shards, a resume
+            logger.log(said, "rank %d of %d: %d of %d chunks to do in %s", rank, world_size, len(mine), len(manifest["chunks"]),
+                       self.parts_dir)
             records = [self._extract_chunk(index, files[slice(*manifest["chunks"][index])], progress) for index in mine]
             if rank != 0:
                 logger.info("rank %d is done; rank 0 writes %s once every chunk is in", rank, self.output)
@@ -139,9 +140,12 @@ class ExtractionRun:
         from deepfever.io.inputs import VIDEO_SUFFIXES, expand_inputs
 
         if self.fps is not None and not self.fps > 0:
-            raise ValueError(f"ExtractionRun: fps must be positive or None (every frame), got {self.fps}; pass --fps 5, say")
+            raise ValueError(OptionMessage("ExtractionRun: ", Option("fps", "--fps"), f" must be positive, got {self.fps}; pass ",
+                                           Option("fps=5", "--fps 5"), ", say, "
+                                           "or leave it out for every frame"))
         if not 0.0 <= self.smoothing < 1.0:
-            raise ValueError(f"ExtractionRun: smoothing must lie in [0, 1), got {self.smoothing}; pass --smooth 0.6, say, or 0 for none")
+            raise ValueError(OptionMessage("ExtractionRun: ", Option("smoothing", "--smooth"), f" must lie in [0, 1), got {self.smoothing}; "
+                                           "pass ", Option("smoothing=0.6", "--smooth 0.6"), ", say, or 0 for none"))
         if self.chunk_size is not None and self.chunk_size < 1:
             raise ValueError(f"ExtractionRun: chunk size must be at least 1, got {self.chunk_size}")
         if self.output.suffix.lower() not in TABLE_FORMATS:
@@ -165,7 +169,8 @@ class ExtractionRun:
         if self.save_crops:
             crops = Path(self.save_crops)
             if crops.is_dir() and any(crops.iterdir()) and not self.overwrite:
-                raise FileExistsError(f"{crops} already holds files; pass --overwrite to add crops to it, or choose an empty folder")
+                raise FileExistsError(OptionMessage(f"{crops} already holds files; pass ", OVERWRITE,
+                                                    " to add crops to it, or choose an empty folder"))
             _check_writable(crops / "probe.png", overwrite=True)
 
     def _refuse_outputs_on_inputs(self, files: Sequence[Path]) -> None:

@@ -1,7 +1,7 @@
 """Reading images and writing outputs safely.
 
 Importing this package is cheap: a submodule (``hashing``, ``cache``, ``failures``...) loads only what it
-needs, and the names below load numpy and PIL on first access.
+needs, and the names below load numpy, PIL or pandas on first access.
 """
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ _LAZY = {
     "load_image": "deepfever.io.images",
     "atomic_write": "deepfever.io.atomic",
     "refuse_overwrite": "deepfever.io.atomic",
+    "read_table": "deepfever.io.tables",
+    "write_table": "deepfever.io.tables",
 }
 
 __all__ = sorted(_LAZY)

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from deepfever.errors import OVERWRITE, OptionMessage
+
 
 def _umask() -> int:
     """The process's umask (read once: setting it back at once is the only portable way to read it)."""
@@ -23,7 +25,7 @@ _FILE_MODE = 0o666 & ~_umask()
 def refuse_overwrite(path: str | os.PathLike, overwrite: bool) -> None:
     """Raise ``FileExistsError`` if ``path`` exists and the caller did not ask to overwrite it."""
     if Path(path).exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass --overwrite (overwrite=True) to replace it.")
+        raise FileExistsError(OptionMessage(f"{path} already exists; pass ", OVERWRITE, " to replace it."))
 
 
 def remove_leftover_temporaries(path: str | os.PathLike) -> list[Path]:

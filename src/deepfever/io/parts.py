@@ -32,7 +32,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from deepfever.errors import DeepFeverError
+from deepfever.errors import OVERWRITE, RESUME, DeepFeverError, OptionMessage
 from deepfever.io.atomic import atomic_write
 from deepfever.io.names import printable_name
 
@@ -89,9 +89,8 @@ def check_same_run(folder: str | Path, existing: dict[str, Any], manifest: dict[
             details += ("; a model_id is NAME@WEIGHTS-CONFIG hashes: the same weights hash means the model's sidecar changed, "
                         "or the parts were written before model_id covered the config")
         raise PartsMismatchError(
-            f"cannot resume {folder}: it was made with different {', '.join(differing)} ({details}); run again with "
-            "the same model, options and inputs, or pass --overwrite (without --resume) to start again"
-        )
+            OptionMessage(f"cannot resume {folder}: it was made with different {', '.join(differing)} ({details}); run again with "
+            "the same model, options and inputs, or pass ", OVERWRITE, " (and not ", RESUME, ") to start again"))
 
 
 def input_states(names: Sequence[str]) -> list[list]:
@@ -123,7 +122,8 @@ def open_parts(folder: str | Path, manifest: dict[str, Any], states: Sequence[Se
             _redo_changed(folder, existing, states)
             return existing
         if not overwrite:
-            raise FileExistsError(f"{folder} holds an earlier run; pass --resume to continue it or --overwrite to start again")
+            raise FileExistsError(OptionMessage(f"{folder} holds an earlier run; pass ", RESUME, " to continue it or ", OVERWRITE,
+                                                " to start again"))
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     _write_states(folder, states)

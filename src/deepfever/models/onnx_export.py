@@ -111,7 +111,7 @@ def export_onnx(model: nn.Module, fingerprint: Mapping[str, Any], path: str | os
         entry.key, entry.value = key, value
     with atomic_write(path) as tmp:
         onnx.save(graph, str(tmp))
-    logger.info("wrote %s (%s, %s)", path, metadata["precision"], fingerprint["model_id"])
+    logger.debug("wrote %s (%s, %s)", path, metadata["precision"], fingerprint["model_id"])
     return path
 
 

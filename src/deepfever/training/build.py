@@ -18,6 +18,7 @@ import torch
 
 from deepfever._version import __version__, source_revision
 from deepfever.config import config_to_dict
+from deepfever.errors import OVERWRITE, RESUME, OptionMessage
 from deepfever.data.formats import NO_LABEL
 from deepfever.data.sampling import MixingSampler, allocate
 from deepfever.data.splits import SplitArrays, load_split
@@ -59,11 +60,12 @@ def check_output_dir(config: TrainConfig, checkpoint: Path, resume: bool, overwr
     if output.exists() and not output.is_dir():
         raise FileExistsError(f"train: output_dir {output} is a file, not a folder; set output_dir to a new or existing run folder")
     if resume and not checkpoint.is_file():
-        raise FileNotFoundError(f"train: --resume asked for {checkpoint}, which does not exist")
+        raise FileNotFoundError(OptionMessage("train: ", RESUME, f" asked for {checkpoint}, which does not exist"))
     if resume:
         _check_same_config(config, checkpoint)
     if not resume and output.exists() and any(output.iterdir()) and not overwrite:
-        raise FileExistsError(f"train: {output} already holds a run; pass --resume to continue it or --overwrite to replace it")
+        raise FileExistsError(OptionMessage(f"train: {output} already holds a run; pass ", RESUME, " to continue it or ", OVERWRITE,
+                                            " to replace it"))
 
 
 def _check_same_config(config: TrainConfig, checkpoint: Path) -> None:
