@@ -38,10 +38,6 @@ class VideoInfo:
     width: int
     height: int
 
-    @property
-    def duration_s(self) -> float:
-        return self.frame_count / self.fps if self.fps > 0 else 0.0
-
 
 @dataclass
 class DecodeStats:

@@ -23,6 +23,7 @@ from deepfever.faces.types import Face
 from deepfever.pipeline import FaceEngine
 from deepfever.pipeline.rows import SMOOTH_SUFFIX, PendingBatch, outputs_at, prediction_fields, row_columns
 from deepfever.video.decode import DecodeStats, Frame, decode_shortfall, iter_frames, probe_video
+from deepfever.video.scenecut import SceneCutDetector
 from deepfever.video.tracking import CONFIRMED, DELETED, TENTATIVE, FaceTracker, Track, appearance_descriptor, follow_faces
 
 class HasEngine(Protocol):
@@ -146,6 +147,7 @@ def iter_frame_rows(
         max_age_s: seconds a track survives without its face (someone passing in front, a look away);
             meanwhile its box moves on with its last velocity, and it is re-identified by the colours
             of face and hair (``tracking.appearance_descriptor``) if it reappears elsewhere nearby.
+            After a scene cut (``scenecut.SceneCutDetector``) tracks are found again by appearance alone.
         min_hits: processed frames in a row before a new face gets a track id and rows.
         report: filled in with counts and timing when given.
     """
@@ -162,14 +164,16 @@ def iter_frame_rows(
     batch = batch_size or engine.batch_size
     started = time.perf_counter()
     pending = PendingBatch()
-    pending_frames: list[tuple[int, float, list[Face], list[np.ndarray]]] = []
+    pending_frames: list[tuple[int, float, list[Face], list[np.ndarray], bool]] = []
+    cuts = SceneCutDetector()
     waiting: deque[list[tuple[dict[str, Any], np.ndarray, Track]]] = deque()
     averages: dict[int, np.ndarray] = {}
     previous: tuple[np.ndarray, list[Face]] | None = None
     for position, (index, time_s, rgb) in enumerate(frames):
         report.frames += 1
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if detect_every > 1 else None
-        if position % detect_every == 0 or previous is None:
+        cut = cuts.is_cut(rgb)
+        if position % detect_every == 0 or previous is None or cut:  # nothing can be followed across a cut
             (faces,) = engine.find_faces([rgb], finder, detect_side)
             report.detector_runs += 1
         else:
@@ -177,7 +181,7 @@ def iter_frame_rows(
         previous = (grey, faces) if grey is not None else None
         for crop in engine.align(rgb, faces) if faces else []:
             pending.add(len(pending_frames), crop)
-        pending_frames.append((index, time_s, faces, [appearance_descriptor(rgb, face.box) for face in faces]))
+        pending_frames.append((index, time_s, faces, [appearance_descriptor(rgb, face.box) for face in faces], cut))
         if len(pending) >= batch:
             waiting.extend(_embed_and_track(engine, pending, pending_frames, tracker, name))
             yield from _release(waiting, engine, smoothing, averages, report, final=False)
@@ -203,20 +207,20 @@ def extract_video(extractor: Source, path: str | os.PathLike, **options: Any) ->
     return frame
 
 
-def _embed_and_track(engine: FaceEngine, pending: PendingBatch, frames: list[tuple[int, float, list[Face], list[np.ndarray]]],
+def _embed_and_track(engine: FaceEngine, pending: PendingBatch, frames: list[tuple[int, float, list[Face], list[np.ndarray], bool]],
                      tracker: FaceTracker, name: str) -> Iterator[list[tuple[dict[str, Any], np.ndarray, Track]]]:
-    """Embed every pending crop in one model call, then feed the tracker frame by frame, in order.
+    """Embed every pending crop in one model call, then feed the tracker frame by frame, in order (telling it of scene cuts).
 
     Each entry is (the engine's row plus ``frame``/``time_s``, raw values to smooth, track).
     """
     _, crops = pending.take()
     result = engine.predict(crops) if crops is not None else None
     start = 0
-    for index, time_s, faces, looks in frames:
+    for index, time_s, faces, looks, cut in frames:
         stop = start + len(faces)
         embeddings = None if result is None else result["embedding"][start:stop]
         tracks = tracker.update(np.stack([face.box for face in faces]) if faces else np.zeros((0, 4)), embeddings,
-                                np.stack(looks) if looks else None)
+                                np.stack(looks) if looks else None, scene_cut=cut)
         entries = []
         for number, (face, track) in enumerate(zip(faces, tracks)):
             outputs = outputs_at(result, start + number)
