@@ -248,3 +248,25 @@ def test_person_hidden_for_a_second_keeps_their_track(tiny_model_file):
     for row in rows:
         ids.setdefault(people[(row["frame"], row["face"])], set()).add(row["track"])
     assert len(ids["A"]) == len(ids["B"]) == 1 and ids["A"] != ids["B"], ids
+
+
+def test_extraction_tells_the_tracker_of_scene_cuts(tiny_model_file):
+    """Issue 19: after a cut to another backdrop, a person standing elsewhere keeps their track (by appearance);
+    without the cut detector wired into extraction, the far-away face became a new track."""
+    from deepfever.faces.detect import Detector
+    from deepfever.video import Frame, iter_frame_rows
+    from test_tracking import draw_people, face_box
+
+    shots = [((90, 90, 90), 40.0), ((40, 120, 60), 240.0)]
+    clip = [(Frame(30 * shot + t, (30 * shot + t) / 25, draw_people(backdrop, [("A", x, 40.0, 40.0)])), face_box(x, 40.0, 40.0))
+            for shot, (backdrop, x) in enumerate(shots) for t in range(30)]
+
+    class GroundTruth(Detector):
+        def detect(self, image):
+            box = next(box for frame, box in clip if frame.rgb is image).astype(np.float32)
+            return [Face(box=box, landmarks=np.array([[box[0] + 12 + 8 * (i % 2), box[1] + 16 + 6 * (i // 2)] for i in range(5)],
+                                                     np.float32), score=0.99)]
+
+    rows = list(iter_frame_rows(Extractor(model=tiny_model_file), (frame for frame, _ in clip), "cut", 25.0,
+                                detector=GroundTruth(), detect_side=None))
+    assert {row["track"] for row in rows} == {0} and len(rows) >= 55
