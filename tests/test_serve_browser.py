@@ -7,6 +7,7 @@ README's come from ``DEEPFEVER_SCREENSHOTS=docs/screenshots``), else to a tempor
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 from test_serve import running_server  # noqa: E402
 
 from deepfever import Extractor  # noqa: E402
+from deepfever.io.annotate import emotion_colour  # noqa: E402
 from deepfever.serve import ServeSettings  # noqa: E402
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
@@ -108,7 +110,9 @@ def test_upload_boxes_every_face_with_its_emotion_and_a_click_gives_the_nearest_
     boxes = upload(browser, photo, len(expected))
     assert len(boxes) == len(expected) == 6
     labels = [box.find_element(By.CSS_SELECTOR, ".face-label").text for box in boxes]
-    assert labels == [f"{face + 1} {emotion}" for face, emotion in zip(expected["face"], expected["emotion"])]
+    assert labels == [f"{face} {emotion}" for face, emotion in zip(expected["face"], expected["emotion"])]  # numbered as in the table
+    borders = [tuple(int(v) for v in re.findall(r"\d+", box.value_of_css_property("border-top-color"))[:3]) for box in boxes]
+    assert borders == [emotion_colour(emotion) for emotion in expected["emotion"]]  # the one palette
     assert len(browser.find_elements(By.CSS_SELECTOR, ".face-card .bars li")) == 8 * len(expected)
     shoot(browser.find_element(By.CSS_SELECTOR, ".photo"), screenshots / "upload.png")
 
