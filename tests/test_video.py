@@ -270,3 +270,61 @@ def test_extraction_tells_the_tracker_of_scene_cuts(tiny_model_file):
     rows = list(iter_frame_rows(Extractor(model=tiny_model_file), (frame for frame, _ in clip), "cut", 25.0,
                                 detector=GroundTruth(), detect_side=None))
     assert {row["track"] for row in rows} == {0} and len(rows) >= 55
+
+
+def test_read_ahead_keeps_order_raises_decoder_errors_and_stops_its_thread(synthetic_video, tmp_path):
+    import threading
+
+    from deepfever.video.decode import read_ahead
+
+    assert [frame.index for frame in read_ahead(iter_frames(synthetic_video), ahead=2)] == list(range(50))
+    fake = tmp_path / "fake.mp4"
+    fake.write_bytes(b"not a video at all")
+    with pytest.raises(VideoReadError, match="not a readable video"):
+        next(read_ahead(iter_frames(fake)))
+    before = threading.active_count()
+    frames = read_ahead(iter_frames(synthetic_video), ahead=2)
+    assert next(frames).index == 0
+    frames.close()  # the reader stops early: the decoding thread ends with it
+    assert threading.active_count() == before
+
+
+def test_detection_size_follows_the_faces_seen_with_full_detections_between():
+    """Issue 19.3: small copies between full detections, sized by the smallest face seen; full again every
+    ``full_every`` frames, on a cut, and on a frame where the small copy lost a face."""
+    from deepfever.faces.detect import Detector, detect_shrunk
+    from deepfever.video.extract import DetectionSizes, VideoReport
+
+    def face(x: float, width: float) -> Face:
+        return Face(box=np.array([x, 50, x + width, 50 + width], np.float32), landmarks=np.zeros((5, 2), np.float32), score=0.9)
+
+    class Scripted(Detector):
+        """``faces(width)`` (in the 640 px frame's pixels) on a copy ``width`` pixels wide; remembers each width."""
+
+        def __init__(self, faces):
+            self.faces, self.widths = faces, []
+
+        def detect(self, image):
+            scale = image.shape[1] / 640
+            self.widths.append(image.shape[1])
+            return [Face(box=found.box * scale, landmarks=found.landmarks * scale, score=found.score)
+                    for found in self.faces(image.shape[1])]
+
+    class Engine:
+        def find_faces(self, images, finder, side):
+            return detect_shrunk(finder, images, side)
+
+    def widths(faces, frames: int, cut_at: int = -1) -> list[int]:
+        finder, sizes = Scripted(faces), DetectionSizes(detect_side=320, full_every=5, min_face_px=48)
+        for position in range(frames):
+            sizes.find(Engine(), finder, np.zeros((360, 640, 3), np.uint8), position == cut_at, VideoReport())
+        return finder.widths
+
+    # one 200 px face: 640 * 48 / 200 = 153.6 -> 160 (multiples of 32), every 5th frame at 320, and on the cut
+    assert widths(lambda width: [face(100, 200)], 12, cut_at=8) == [320, 160, 160, 160, 160, 320, 160, 160, 320, 160, 160, 160]
+    # a 30 px face: no copy smaller than 320 keeps it 48 px wide
+    assert widths(lambda width: [face(100, 200), face(500, 30)], 4) == [320] * 4
+    # a 150 px face that only the 320 copy finds: the smaller copy (224) loses it, so that frame is detected again
+    # at 320, and so are the next 4 frames
+    assert widths(lambda width: [face(100, 200)] + ([face(400, 150)] if width >= 320 else []), 8) == \
+        [320, 224, 320, 320, 320, 320, 320, 224, 320, 320]
