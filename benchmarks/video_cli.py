@@ -22,6 +22,7 @@ Run: .venv/bin/python benchmarks/video_cli.py [--repeats 3] [--configs "" "--det
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shlex
 import subprocess
@@ -137,6 +138,7 @@ def main() -> None:
     configurations = {extra or "default": shlex.split(extra) for extra in args.configs}
     runs: dict[str, list[dict]] = {name: [] for name in configurations}
     tables: dict[str, pd.DataFrame] = {}
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as scratch:
         for _ in range(args.repeats):
             for name, extra in configurations.items():
@@ -157,7 +159,8 @@ def main() -> None:
               "configurations": {name: {"runs": found, "best_frames_per_second": max(run["frames_per_second"] for run in found),
                                         "best_frames_per_cpu_second": max(run["frames_per_cpu_second"] for run in found)}
                                  for name, found in runs.items()},
-              "guard": guard, "guard_targets": {"agreement": ">= 0.98", "entering delay_s": "<= 0.5"}}
+              "guard": guard, "guard_targets": {"agreement": ">= 0.98", "entering delay_s": "<= 0.5"},
+              "load_average_1min": {"before": round(load_before, 1), "after": round(os.getloadavg()[0], 1), "cpu_cores": os.cpu_count()}}
     save_result("video_cli", result)
 
 
