@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from _common import REPO, SHARED, save_result
+from deepfever.faces.boxes import box_iou
 from deepfever.faces.detect import create_detector
 from deepfever.video import tracking as new_tracking
 from deepfever.video.scenecut import SceneCutDetector
@@ -413,7 +414,7 @@ def run_tracker(kind: str, rendered: Rendered, boxes: list[np.ndarray], baseline
 def _oracle(present: list[tuple[int, np.ndarray, float]], boxes: np.ndarray) -> list[tuple[int, np.ndarray]]:
     if not present or not len(boxes):
         return []
-    iou = new_tracking.box_iou(boxes, np.stack([box for _, box, _ in present]))
+    iou = box_iou(boxes, np.stack([box for _, box, _ in present]))
     return [(present[int(iou[k].argmax())][0], box) for k, box in enumerate(boxes) if iou[k].max() >= MATCH_IOU]
 
 
@@ -427,11 +428,11 @@ def accumulate(rendered: Rendered, rows: list[list[tuple[int, np.ndarray]]]):
         ignored = [box for _, box, visible in present if 0 < visible < 0.5]
         hypotheses = rows[t]
         if ignored and hypotheses:
-            to_truth = new_tracking.box_iou(np.stack([b for _, b in hypotheses]), np.stack([b for _, b in truth])).max(1) if truth else np.zeros(len(hypotheses))
-            to_ignored = new_tracking.box_iou(np.stack([b for _, b in hypotheses]), np.stack(ignored)).max(1)
+            to_truth = box_iou(np.stack([b for _, b in hypotheses]), np.stack([b for _, b in truth])).max(1) if truth else np.zeros(len(hypotheses))
+            to_ignored = box_iou(np.stack([b for _, b in hypotheses]), np.stack(ignored)).max(1)
             hypotheses = [row for row, keep in zip(hypotheses, (to_ignored < 0.3) | (to_truth >= to_ignored)) if keep]
         if truth and hypotheses:
-            iou = new_tracking.box_iou(np.stack([b for _, b in truth]), np.stack([b for _, b in hypotheses]))
+            iou = box_iou(np.stack([b for _, b in truth]), np.stack([b for _, b in hypotheses]))
             distances = np.where(iou >= MATCH_IOU, 1 - iou, np.nan)
         else:
             distances = np.zeros((len(truth), len(hypotheses)))

@@ -7,6 +7,7 @@ README's come from ``DEEPFEVER_SCREENSHOTS=docs/screenshots``), else to a tempor
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 from test_serve import running_server  # noqa: E402
 
 from deepfever import Extractor  # noqa: E402
+from deepfever.io.annotate import emotion_colour  # noqa: E402
 from deepfever.serve import ServeSettings  # noqa: E402
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
@@ -85,13 +87,14 @@ def open_page(driver, url: str) -> None:
 
 
 def shoot(element, path: Path, width: int = 900) -> None:
-    """A small PNG of ``element``: at most ``width`` pixels wide, 256 colours (the README carries these)."""
+    """A small PNG of ``element``: at most ``width`` pixels wide, 256 colours (the README carries these); octree
+    quantisation keeps the small emotion swatches their own colours, where median cut merged them away."""
     import io
 
     image = Image.open(io.BytesIO(element.screenshot_as_png)).convert("RGB")
     if image.width > width:
         image = image.resize((width, round(image.height * width / image.width)), Image.LANCZOS)
-    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    image.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(path, optimize=True)
 
 
 def upload(driver, photo: Path, faces: int) -> list:
@@ -108,7 +111,9 @@ def test_upload_boxes_every_face_with_its_emotion_and_a_click_gives_the_nearest_
     boxes = upload(browser, photo, len(expected))
     assert len(boxes) == len(expected) == 6
     labels = [box.find_element(By.CSS_SELECTOR, ".face-label").text for box in boxes]
-    assert labels == [f"{face + 1} {emotion}" for face, emotion in zip(expected["face"], expected["emotion"])]
+    assert labels == [f"{face} {emotion}" for face, emotion in zip(expected["face"], expected["emotion"])]  # numbered as in the table
+    borders = [tuple(int(v) for v in re.findall(r"\d+", box.value_of_css_property("border-top-color"))[:3]) for box in boxes]
+    assert borders == [emotion_colour(emotion) for emotion in expected["emotion"]]  # the one palette
     assert len(browser.find_elements(By.CSS_SELECTOR, ".face-card .bars li")) == 8 * len(expected)
     shoot(browser.find_element(By.CSS_SELECTOR, ".photo"), screenshots / "upload.png")
 

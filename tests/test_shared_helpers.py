@@ -185,18 +185,18 @@ def test_map_draws_image_thumbnails_beside_video_rows(tmp_path: Path) -> None:
 
 # -- drawing (was io.annotate with PIL and video.annotate with its own palette) -----------------------
 def test_one_palette_for_photos_and_video_tracks(tmp_path: Path) -> None:
-    from deepfever.io.annotate import PALETTE, draw_faces, face_label, text_colour, write_annotated_image
+    from deepfever.io.annotate import draw_faces, emotion_colour, face_label, text_colour, write_annotated_image
 
     rows = pd.DataFrame({"face": [0], "box_x1": [10.0], "box_y1": [30.0], "box_x2": [50.0], "box_y2": [70.0],
                          "landmarks": [np.array([20, 40, 40, 40, 30, 50, 22, 60, 38, 60], np.float32)],
                          "emotion": ["happy"], "p_happy": [0.9]})
     image = draw_faces(np.zeros((100, 100, 3), np.uint8), rows)
-    assert tuple(image[50, 10]) == PALETTE[0]  # a photo's faces take the first colour
+    assert tuple(image[50, 10]) == emotion_colour("happy")  # a face takes its emotion's colour
     assert face_label(next(rows.itertuples())) == "0: happy 0.90"
     tracked = rows.assign(track=pd.array([7], dtype="Int64"))
     image = draw_faces(np.zeros((100, 100, 3), np.uint8), tracked)
-    assert tuple(image[50, 10]) == PALETTE[7 % len(PALETTE)] and face_label(next(tracked.itertuples())) == "#7 happy 0.90"
-    assert text_colour((255, 255, 255)) == (0, 0, 0) and text_colour(PALETTE[0]) == (255, 255, 255)
+    assert tuple(image[50, 10]) == emotion_colour("happy") and face_label(next(tracked.itertuples())) == "#7 happy 0.90"
+    assert text_colour((255, 255, 255)) == (0, 0, 0) and text_colour(emotion_colour("sad")) == (255, 255, 255)
     photo = tmp_path / "photo.png"
     Image.fromarray(np.full((100, 100, 3), 128, np.uint8)).save(photo)
     written = write_annotated_image(photo, rows, tmp_path / "out.jpg")

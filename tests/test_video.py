@@ -248,3 +248,83 @@ def test_person_hidden_for_a_second_keeps_their_track(tiny_model_file):
     for row in rows:
         ids.setdefault(people[(row["frame"], row["face"])], set()).add(row["track"])
     assert len(ids["A"]) == len(ids["B"]) == 1 and ids["A"] != ids["B"], ids
+
+
+def test_extraction_tells_the_tracker_of_scene_cuts(tiny_model_file):
+    """Issue 19: after a cut to another backdrop, a person standing elsewhere keeps their track (by appearance);
+    without the cut detector wired into extraction, the far-away face became a new track."""
+    from deepfever.faces.detect import Detector
+    from deepfever.video import Frame, iter_frame_rows
+    from test_tracking import draw_people, face_box
+
+    shots = [((90, 90, 90), 40.0), ((40, 120, 60), 240.0)]
+    clip = [(Frame(30 * shot + t, (30 * shot + t) / 25, draw_people(backdrop, [("A", x, 40.0, 40.0)])), face_box(x, 40.0, 40.0))
+            for shot, (backdrop, x) in enumerate(shots) for t in range(30)]
+
+    class GroundTruth(Detector):
+        def detect(self, image):
+            box = next(box for frame, box in clip if frame.rgb is image).astype(np.float32)
+            return [Face(box=box, landmarks=np.array([[box[0] + 12 + 8 * (i % 2), box[1] + 16 + 6 * (i // 2)] for i in range(5)],
+                                                     np.float32), score=0.99)]
+
+    rows = list(iter_frame_rows(Extractor(model=tiny_model_file), (frame for frame, _ in clip), "cut", 25.0,
+                                detector=GroundTruth(), detect_side=None))
+    assert {row["track"] for row in rows} == {0} and len(rows) >= 55
+
+
+def test_read_ahead_keeps_order_raises_decoder_errors_and_stops_its_thread(synthetic_video, tmp_path):
+    import threading
+
+    from deepfever.video.decode import read_ahead
+
+    assert [frame.index for frame in read_ahead(iter_frames(synthetic_video), ahead=2)] == list(range(50))
+    fake = tmp_path / "fake.mp4"
+    fake.write_bytes(b"not a video at all")
+    with pytest.raises(VideoReadError, match="not a readable video"):
+        next(read_ahead(iter_frames(fake)))
+    before = threading.active_count()
+    frames = read_ahead(iter_frames(synthetic_video), ahead=2)
+    assert next(frames).index == 0
+    frames.close()  # the reader stops early: the decoding thread ends with it
+    assert threading.active_count() == before
+
+
+def test_detection_size_follows_the_faces_seen_with_full_detections_between():
+    """Issue 19.3: small copies between full detections, sized by the smallest face seen; full again every
+    ``full_every`` frames, on a cut, and on a frame where the small copy lost a face."""
+    from deepfever.faces.detect import Detector, detect_shrunk
+    from deepfever.video.extract import DetectionSizes, VideoReport
+
+    def face(x: float, width: float) -> Face:
+        return Face(box=np.array([x, 50, x + width, 50 + width], np.float32), landmarks=np.zeros((5, 2), np.float32), score=0.9)
+
+    class Scripted(Detector):
+        """``faces(width)`` (in the 640 px frame's pixels) on a copy ``width`` pixels wide; remembers each width."""
+
+        def __init__(self, faces):
+            self.faces, self.widths = faces, []
+
+        def detect(self, image):
+            scale = image.shape[1] / 640
+            self.widths.append(image.shape[1])
+            return [Face(box=found.box * scale, landmarks=found.landmarks * scale, score=found.score)
+                    for found in self.faces(image.shape[1])]
+
+    class Engine:
+        def find_faces(self, images, finder, side):
+            return detect_shrunk(finder, images, side)
+
+    def widths(faces, frames: int, cut_at: int = -1) -> list[int]:
+        finder, sizes = Scripted(faces), DetectionSizes(detect_side=320, full_every=5, min_face_px=48)
+        for position in range(frames):
+            sizes.find(Engine(), finder, np.zeros((360, 640, 3), np.uint8), position == cut_at, VideoReport())
+        return finder.widths
+
+    # one 200 px face: 640 * 48 / 200 = 153.6 -> 160 (multiples of 32), every 5th frame at 320, and on the cut
+    assert widths(lambda width: [face(100, 200)], 12, cut_at=8) == [320, 160, 160, 160, 160, 320, 160, 160, 320, 160, 160, 160]
+    # a 30 px face: no copy smaller than 320 keeps it 48 px wide
+    assert widths(lambda width: [face(100, 200), face(500, 30)], 4) == [320] * 4
+    # a 150 px face that only the 320 copy finds: the smaller copy (224) loses it, so that frame is detected again
+    # at 320, and so are the next 4 frames
+    assert widths(lambda width: [face(100, 200)] + ([face(400, 150)] if width >= 320 else []), 8) == \
+        [320, 224, 320, 320, 320, 320, 320, 224, 320, 320]

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from deepfever.faces.thumbnails import row_thumbnail
+from deepfever.io.annotate import PALETTE
 from deepfever.io.figures import save_figure
 
 logger = logging.getLogger(__name__)
@@ -58,12 +59,14 @@ def _umap_available() -> bool:
 
 
 def label_colours(labels: pd.Series) -> dict[str, str]:
-    """A stable hex colour for each distinct label (sorted), from matplotlib's tab10/tab20."""
+    """A stable hex colour for each distinct label (sorted): an emotion's colour of ``io.annotate.PALETTE``,
+    the same as in timelines, annotated media and the web page; other labels take matplotlib's tab10/tab20."""
     from matplotlib import colormaps, colors
 
     names = sorted(labels.astype(str).unique())
-    palette = colormaps["tab10" if len(names) <= 10 else "tab20"]
-    return {name: colors.to_hex(palette(index % palette.N)) for index, name in enumerate(names)}
+    others = [name for name in names if name not in PALETTE]
+    palette = colormaps["tab10" if len(others) <= 10 else "tab20"]
+    return {name: PALETTE[name] if name in PALETTE else colors.to_hex(palette(others.index(name) % palette.N)) for name in names}
 
 
 def plot_map(table: pd.DataFrame, output: str | os.PathLike, color_by: str = "emotion", html_output: str | os.PathLike | None = None,

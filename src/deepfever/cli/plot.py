@@ -44,9 +44,11 @@ def run_map(args: argparse.Namespace) -> int:
 def run_timeline(args: argparse.Namespace) -> int:
     from deepfever.io.atomic import refuse_overwrite
     from deepfever.io.tables import read_table
-    from deepfever.video.timeline import plot_timeline
+    from deepfever.video.timeline import is_smoothed, plot_timeline
 
     refuse_overwrite(args.output, args.overwrite)
-    plot_timeline(read_table(args.table), args.output, track=args.track, video=args.video)
-    status(args, f"wrote {args.output}")
+    table = read_table(args.table)
+    plot_timeline(table, args.output, track=args.track, video=args.video)
+    status(args, f"wrote {args.output}: " + ("smoothed curves (p_*_smooth, thick) over the raw values (thin)" if is_smoothed(table)
+                                      else "raw values (the table has no smoothed columns; extract with --smooth to add them)"))
     return 0

@@ -206,8 +206,12 @@ class ExtractionRun:
 
         videos = [path for path in files if path.suffix.lower() in VIDEO_SUFFIXES]
         images = [path for path in files if path.suffix.lower() not in VIDEO_SUFFIXES]
-        return {**_mirrored(files, images, self.annotate_dir, ".annotated.jpg"),
-                **_mirrored(files, videos, self.annotate_video_dir, ".annotated.mp4")}
+        targets = _mirrored(files, images, self.annotate_dir, ".annotated.jpg")
+        if self.annotate_video_dir is not None and videos:
+            from deepfever.video.annotate import annotated_video_suffix  # .mp4 (H.264) or .webm (VP8): what browsers play
+
+            targets.update(_mirrored(files, videos, self.annotate_video_dir, ".annotated" + annotated_video_suffix()))
+        return targets
 
     def _draw_and_crop(self) -> None:
         """Annotated copies and aligned crops, from the rows in the parts folder, one input at a time."""

@@ -1,6 +1,7 @@
 """Draw faces, landmarks and the top emotion onto an image, for people to check results by eye.
 
-The one drawing helper: photos and video frames are drawn alike, with one palette.
+The one drawing helper: photos and video frames are drawn alike, each face in its emotion's colour
+(``PALETTE``), named as in the table: ``0:`` for face 0 of a photo, ``#0`` for track 0 of a video.
 """
 from __future__ import annotations
 
@@ -15,17 +16,28 @@ from PIL import Image
 from deepfever.io.atomic import atomic_write
 from deepfever.io.images import load_image
 
-PALETTE: tuple[tuple[int, int, int], ...] = (
-    (255, 64, 32), (32, 160, 255), (64, 220, 64), (220, 64, 220), (255, 220, 32), (255, 255, 255))
-"""RGB colours, one per video track (cycled); faces of a photo take the first. Readable on skin and dark
-backgrounds."""
-LANDMARK_COLOUR = (32, 220, 255)
+PALETTE: dict[str, str] = {
+    "neutral": "#555555", "happy": "#E69F00", "sad": "#0072B2", "surprise": "#56B4E9",
+    "fear": "#CC79A7", "disgust": "#009E73", "anger": "#D55E00", "contempt": "#F0E442",
+}
+"""One colour per emotion, the same in annotated images and videos, timelines, maps and the web page
+(``serve/static/app.js`` repeats it; a test keeps the two equal). The Okabe-Ito colours, with neutral a dark
+grey: happy is orange, surprise sky blue, sad deep blue. Every pair stays at least 16 CIELAB units apart for
+normal, protan, deutan and tritan vision (Machado et al. 2009 simulation; the page's former colours: 3)."""
+OTHER_COLOUR = "#BBBBBB"
+"""The colour of a label outside ``PALETTE`` (a model trained on other classes)."""
+LANDMARK_COLOUR = (255, 255, 255)
 
 
-def face_colour(row: object) -> tuple[int, int, int]:
-    """The palette colour of a row: by its ``track`` when it has one, else the first."""
-    track = getattr(row, "track", None)
-    return PALETTE[0] if track is None or pd.isna(track) else PALETTE[int(track) % len(PALETTE)]
+def hex_to_rgb(colour: str) -> tuple[int, int, int]:
+    """``"#E69F00"`` -> ``(230, 159, 0)``."""
+    value = colour.lstrip("#")
+    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
+
+
+def emotion_colour(emotion: str) -> tuple[int, int, int]:
+    """RGB of ``emotion`` in ``PALETTE`` (``OTHER_COLOUR`` for a label outside it)."""
+    return hex_to_rgb(PALETTE.get(str(emotion), OTHER_COLOUR))
 
 
 def face_label(row: object) -> str:
@@ -44,6 +56,8 @@ def text_colour(background: tuple[int, int, int]) -> tuple[int, int, int]:
 def draw_faces(image: np.ndarray, rows: pd.DataFrame) -> np.ndarray:
     """Draw each row's box, landmarks (when present) and top emotion onto RGB ``image``, in place; returns it.
 
+    Box and label take the colour of the row's ``emotion``; the label says which face or track it is.
+
     ``image`` must be a writable, contiguous ``uint8`` (H, W, 3) array, as ``load_image`` and
     ``deepfever.video.iter_frames`` give; ``rows`` are the table rows of its faces.
 
@@ -54,7 +68,7 @@ def draw_faces(image: np.ndarray, rows: pd.DataFrame) -> np.ndarray:
     thickness = max(2, round(longest / 300))
     font_scale = max(0.45, longest / 1400)
     for row in rows.itertuples(index=False):
-        colour = face_colour(row)
+        colour = emotion_colour(row.emotion)
         x1, y1, x2, y2 = (int(round(float(v))) for v in (row.box_x1, row.box_y1, row.box_x2, row.box_y2))
         cv2.rectangle(image, (x1, y1), (x2, y2), colour, thickness)
         landmarks = getattr(row, "landmarks", None)

@@ -6,6 +6,8 @@ clip and a 10-hour recording.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, NamedTuple
@@ -37,10 +39,6 @@ class VideoInfo:
     frame_count: int
     width: int
     height: int
-
-    @property
-    def duration_s(self) -> float:
-        return self.frame_count / self.fps if self.fps > 0 else 0.0
 
 
 @dataclass
@@ -159,3 +157,59 @@ def _timestamp(capture: cv2.VideoCapture, index: int, native_fps: float, last_ti
     if native_fps > 0:
         return index / native_fps
     raise VideoReadError("iter_frames: the video reports neither frame timestamps nor a frame rate; cannot place frames in time")
+
+
+_END = object()
+
+
+def read_ahead(frames: Iterator[Frame], ahead: int = 8) -> Iterator[Frame]:
+    """Yield ``frames`` while a thread decodes up to ``ahead`` more, so decoding overlaps detection and the model.
+
+    OpenCV releases the GIL while it demuxes, decodes and converts, so the two run at once on two cores.
+    An error of the decoder (such as ``VideoReadError`` before the first frame) is raised here, at the
+    ``next()`` that would have met it; stopping early stops and joins the thread and closes ``frames``.
+
+    Example:
+        >>> [frame.index for frame in read_ahead(iter_frames("clip.mp4", fps=1))][:3]  # doctest: +SKIP
+        [0, 24, 48]
+    """
+    if ahead < 1:
+        raise ValueError(f"read_ahead: ahead must be >= 1 frame, got {ahead!r}")
+    buffer: queue.Queue = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def hand_over(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def decode() -> None:
+        try:
+            for frame in frames:
+                if not hand_over(frame):
+                    return
+            hand_over(_END)
+        except BaseException as error:  # handed to the reader, who raises it
+            hand_over(error)
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=decode, name="deepfever-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()

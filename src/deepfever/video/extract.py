@@ -22,7 +22,8 @@ from deepfever.faces.detect import Detector
 from deepfever.faces.types import Face
 from deepfever.pipeline import FaceEngine
 from deepfever.pipeline.rows import SMOOTH_SUFFIX, PendingBatch, outputs_at, prediction_fields, row_columns
-from deepfever.video.decode import DecodeStats, Frame, decode_shortfall, iter_frames, probe_video
+from deepfever.video.decode import DecodeStats, Frame, decode_shortfall, iter_frames, probe_video, read_ahead
+from deepfever.video.scenecut import SceneCutDetector
 from deepfever.video.tracking import CONFIRMED, DELETED, TENTATIVE, FaceTracker, Track, appearance_descriptor, follow_faces
 
 class HasEngine(Protocol):
@@ -34,6 +35,13 @@ class HasEngine(Protocol):
 Source = Union[FaceEngine, HasEngine]
 
 logger = logging.getLogger(__name__)
+
+FULL_DETECT_EVERY_S = 0.4
+"""Seconds between detections at ``detect_side`` on every-frame work; in between, faces are found on a
+smaller copy sized by the faces already seen. Short enough that a newcomer too small for the small copy
+gets rows within half a second (0.4 s, then ``min_hits`` frames)."""
+MIN_FACE_PX = 48
+"""Width, in the shrunk copy, of the smallest face seen in the last frame (see ``DetectionSizes``)."""
 
 @dataclass
 class VideoReport:
@@ -53,6 +61,7 @@ class VideoReport:
     tracks: int = 0
     seconds: float = 0.0
     detector_runs: int = 0
+    full_detections: int = 0
     track_ids: list[int] = field(default_factory=list)
 
     @property
@@ -105,7 +114,7 @@ def iter_video_rows(extractor: Source, path: str | os.PathLike, fps: float | Non
     rate = native if fps is None else min(fps, native)
     report = options["report"] = options.get("report") or VideoReport()
     stats = DecodeStats()
-    yield from iter_frame_rows(extractor, iter_frames(path, fps, stats=stats), str(path), rate, **options)
+    yield from iter_frame_rows(extractor, read_ahead(iter_frames(path, fps, stats=stats)), str(path), rate, **options)
     report.frames_declared, report.frames_decoded, report.frames_undecodable = info.frame_count, stats.decoded, stats.undecodable
 
 
@@ -122,6 +131,8 @@ def iter_frame_rows(
     max_age_s: float = defaults.TRACK_MAX_AGE_S,
     min_hits: int = defaults.TRACK_MIN_HITS,
     report: VideoReport | None = None,
+    full_detect_every_s: float | None = FULL_DETECT_EVERY_S,
+    min_face_px: int = MIN_FACE_PX,
 ) -> Iterator[dict[str, Any]]:
     """Rows for any stream of ``Frame`` s (a file, a camera, a looped clip), in frame order.
 
@@ -146,14 +157,23 @@ def iter_frame_rows(
         max_age_s: seconds a track survives without its face (someone passing in front, a look away);
             meanwhile its box moves on with its last velocity, and it is re-identified by the colours
             of face and hair (``tracking.appearance_descriptor``) if it reappears elsewhere nearby.
+            After a scene cut (``scenecut.SceneCutDetector``) tracks are found again by appearance alone.
         min_hits: processed frames in a row before a new face gets a track id and rows.
         report: filled in with counts and timing when given.
+        full_detect_every_s: between detections at ``detect_side``, made at least this often (and on
+            every cut, and while no face is seen), the detector runs on a smaller copy whose size is
+            chosen so that the smallest face of the previous frame is still ``min_face_px`` wide; when
+            it finds fewer faces than that frame had, the frame is detected again at ``detect_side``.
+            ``None`` detects every frame at ``detect_side``.
+        min_face_px: see ``full_detect_every_s``.
     """
     if not 0 <= smoothing < 1:
         raise ValueError(f"iter_frame_rows: smoothing must lie in [0, 1), got {smoothing!r}; use 0 to turn it off")
-    if detect_every < 1 or (detect_side is not None and detect_side < 32):
-        raise ValueError(f"iter_frame_rows: need detect_every >= 1 and detect_side None or >= 32, "
-                         f"got detect_every={detect_every}, detect_side={detect_side}")
+    if detect_every < 1 or (detect_side is not None and detect_side < 32) or min_face_px < 8 \
+            or (full_detect_every_s is not None and not full_detect_every_s > 0):
+        raise ValueError(f"iter_frame_rows: need detect_every >= 1, detect_side None or >= 32, min_face_px >= 8 and "
+                         f"full_detect_every_s None or > 0, got detect_every={detect_every}, detect_side={detect_side}, "
+                         f"min_face_px={min_face_px}, full_detect_every_s={full_detect_every_s}")
     engine = engine_of(extractor)
     finder = engine.detector(detector)
     tracker = FaceTracker(max_age=max(1, round(max_age_s * frame_rate)), min_hits=min_hits)
@@ -162,22 +182,25 @@ def iter_frame_rows(
     batch = batch_size or engine.batch_size
     started = time.perf_counter()
     pending = PendingBatch()
-    pending_frames: list[tuple[int, float, list[Face], list[np.ndarray]]] = []
+    pending_frames: list[tuple[int, float, list[Face], list[np.ndarray], bool]] = []
+    cuts = SceneCutDetector()
     waiting: deque[list[tuple[dict[str, Any], np.ndarray, Track]]] = deque()
     averages: dict[int, np.ndarray] = {}
     previous: tuple[np.ndarray, list[Face]] | None = None
+    sizes = DetectionSizes(detect_side, None if full_detect_every_s is None else max(1, round(full_detect_every_s * frame_rate)),
+                           min_face_px)
     for position, (index, time_s, rgb) in enumerate(frames):
         report.frames += 1
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if detect_every > 1 else None
-        if position % detect_every == 0 or previous is None:
-            (faces,) = engine.find_faces([rgb], finder, detect_side)
-            report.detector_runs += 1
+        cut = cuts.is_cut(rgb)
+        if position % detect_every == 0 or previous is None or cut:  # nothing can be followed across a cut
+            faces = sizes.find(engine, finder, rgb, cut, report)
         else:
             faces = follow_faces(previous[0], grey, previous[1])
         previous = (grey, faces) if grey is not None else None
         for crop in engine.align(rgb, faces) if faces else []:
             pending.add(len(pending_frames), crop)
-        pending_frames.append((index, time_s, faces, [appearance_descriptor(rgb, face.box) for face in faces]))
+        pending_frames.append((index, time_s, faces, [appearance_descriptor(rgb, face.box) for face in faces], cut))
         if len(pending) >= batch:
             waiting.extend(_embed_and_track(engine, pending, pending_frames, tracker, name))
             yield from _release(waiting, engine, smoothing, averages, report, final=False)
@@ -187,6 +210,49 @@ def iter_frame_rows(
     report.track_ids = sorted(averages)
     report.seconds = time.perf_counter() - started
     logger.info(report.summary())
+
+
+class DetectionSizes:
+    """Which size each frame is detected at: ``detect_side`` at least every ``full_every`` frames, on a cut
+    and while no face is seen; in between, the smallest size that keeps the smallest face of the last
+    frame ``min_face_px`` wide (detection cost grows with pixels; a face 200 px wide is found as well
+    at a quarter of the size). A frame where the small copy shows fewer faces than the last frame is
+    detected again at ``detect_side``, so a face lost by shrinking is never lost from the rows, and the
+    next ``full_every - 1`` frames are detected at ``detect_side`` too rather than twice.
+    """
+
+    def __init__(self, detect_side: int | None, full_every: int | None, min_face_px: int) -> None:
+        self.detect_side = detect_side
+        self.full_every = full_every
+        self.min_face_px = min_face_px
+        self._since_full = 0
+        self._held = 0
+        self._last: list[Face] = []
+
+    def side(self, shape: tuple[int, ...], cut: bool) -> int | None:
+        """The longer side to shrink this frame to; ``detect_side`` for a full detection."""
+        if self.full_every is None or cut or not self._last or self._held or self._since_full + 1 >= self.full_every:
+            return self.detect_side
+        longest = max(shape[:2])
+        smallest = min(float(min(face.box[2] - face.box[0], face.box[3] - face.box[1])) for face in self._last)
+        side = 32 * int(np.ceil(longest * self.min_face_px / max(smallest, 1.0) / 32))  # YuNet pads to multiples of 32
+        ceiling = longest if self.detect_side is None else min(self.detect_side, longest)
+        return self.detect_side if side >= ceiling else max(side, 64)
+
+    def find(self, engine: FaceEngine, finder: Detector, rgb: np.ndarray, cut: bool, report: VideoReport) -> list[Face]:
+        """This frame's faces, found at the size ``side`` chooses (again at ``detect_side`` if one went missing)."""
+        side = self.side(rgb.shape, cut)
+        self._held = max(0, self._held - 1)
+        (faces,) = engine.find_faces([rgb], finder, side)
+        report.detector_runs += 1
+        if side != self.detect_side and len(faces) < len(self._last):
+            (faces,) = engine.find_faces([rgb], finder, self.detect_side)
+            report.detector_runs += 1
+            side, self._held = self.detect_side, (self.full_every or 1) - 1
+        self._since_full = 0 if side == self.detect_side else self._since_full + 1
+        report.full_detections += side == self.detect_side
+        self._last = faces
+        return faces
 
 
 def extract_video(extractor: Source, path: str | os.PathLike, **options: Any) -> pd.DataFrame:
@@ -203,20 +269,20 @@ def extract_video(extractor: Source, path: str | os.PathLike, **options: Any) ->
     return frame
 
 
-def _embed_and_track(engine: FaceEngine, pending: PendingBatch, frames: list[tuple[int, float, list[Face], list[np.ndarray]]],
+def _embed_and_track(engine: FaceEngine, pending: PendingBatch, frames: list[tuple[int, float, list[Face], list[np.ndarray], bool]],
                      tracker: FaceTracker, name: str) -> Iterator[list[tuple[dict[str, Any], np.ndarray, Track]]]:
-    """Embed every pending crop in one model call, then feed the tracker frame by frame, in order.
+    """Embed every pending crop in one model call, then feed the tracker frame by frame, in order (telling it of scene cuts).
 
     Each entry is (the engine's row plus ``frame``/``time_s``, raw values to smooth, track).
     """
     _, crops = pending.take()
     result = engine.predict(crops) if crops is not None else None
     start = 0
-    for index, time_s, faces, looks in frames:
+    for index, time_s, faces, looks, cut in frames:
         stop = start + len(faces)
         embeddings = None if result is None else result["embedding"][start:stop]
         tracks = tracker.update(np.stack([face.box for face in faces]) if faces else np.zeros((0, 4)), embeddings,
-                                np.stack(looks) if looks else None)
+                                np.stack(looks) if looks else None, scene_cut=cut)
         entries = []
         for number, (face, track) in enumerate(zip(faces, tracks)):
             outputs = outputs_at(result, start + number)

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from deepfever.faces.boxes import box_iou
 from deepfever.faces.types import Face
 
 TENTATIVE, CONFIRMED, DELETED = "tentative", "confirmed", "deleted"
@@ -71,24 +72,6 @@ class Track:
         anchor = self.box if self.anchor is None else self.anchor
         shift = (self.velocity[:2] + self.velocity[2:]) / 2 * (frame - self.anchor_frame)  # the centre moves, the size stays
         return anchor + np.tile(shift, 2)
-
-
-def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of (N, 4) and (M, 4) ``x1, y1, x2, y2`` boxes -> (N, M)."""
-    a = np.asarray(boxes_a, np.float64).reshape(-1, 4)[:, None]
-    b = np.asarray(boxes_b, np.float64).reshape(-1, 4)[None]
-    inter = _intersection(a, b)
-    return inter / np.maximum(_area(a) + _area(b) - inter, 1e-9)
-
-
-def _intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    width = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    height = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    return width * height
-
-
-def _area(boxes: np.ndarray) -> np.ndarray:
-    return np.clip(boxes[..., 2] - boxes[..., 0], 0, None) * np.clip(boxes[..., 3] - boxes[..., 1], 0, None)
 
 
 APPEARANCE_BINS = (8, 4, 4)
@@ -352,7 +335,7 @@ class FaceTracker:
         if not others:
             return False
         grown = _grow(np.stack(others))
-        return bool((_intersection(_grow(boxes[box_index][None]), grown) > 0).any())
+        return bool((box_iou(_grow(boxes[box_index][None]), grown) > 0).any())  # overlap > 0 exactly when they intersect
 
     def _absorb(self, track: Track, box: np.ndarray, overlapped: bool, embedding: np.ndarray | None,
                 appearance: np.ndarray | None) -> None:

@@ -1,8 +1,10 @@
 // DeepFEVER's page: plain JavaScript over the /v1 API, no build step, nothing fetched from elsewhere.
 "use strict";
 
-const COLOURS = { neutral: "#8a8f98", happy: "#e0a800", sad: "#2f6fd6", surprise: "#f07f1a",
-  fear: "#8b4fc7", disgust: "#2e9d52", anger: "#d63a2f", contempt: "#8c5a2b" };
+// One colour per emotion, as in annotated images and videos, timelines and maps: deepfever.io.annotate.PALETTE
+// (Okabe-Ito, told apart by colour-blind readers; a test keeps the two equal). Faces are numbered from 0, as in tables.
+const COLOURS = { neutral: "#555555", happy: "#E69F00", sad: "#0072B2", surprise: "#56B4E9",
+  fear: "#CC79A7", disgust: "#009E73", anger: "#D55E00", contempt: "#F0E442" };
 const TIMELINE_SAMPLES = 60;
 
 const state = { classes: [], hasIndex: false, photos: [], selected: [], webcam: null };
@@ -20,7 +22,12 @@ function element(tag, attributes = {}, children = []) {
 }
 
 const percent = (p) => `${Math.round(p * 100)}%`;
-const colour = (name) => COLOURS[name] || "#555";
+const colour = (name) => COLOURS[name] || "#BBBBBB";
+// Black text on light colours, white on dark ones (by luma), as deepfever.io.annotate.text_colour.
+const textColour = (hex) => {
+  const [r, g, b] = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+  return 0.299 * r + 0.587 * g + 0.114 * b >= 128 ? "#000" : "#fff";
+};
 
 // Every API answer is JSON; an error carries "detail": the server's reason, or (422 from validation)
 // a list of problems, each with the field it concerns ("loc") and a message.
@@ -78,15 +85,17 @@ function renderPhoto(photo) {
   const cards = element("div", { class: "faces" });
   const { width, height } = photo.image;
   for (const row of photo.rows) {
-    const label = `Face ${row.face + 1}: ${row.emotion} ${percent(row[`p_${row.emotion}`])}`;
+    const label = `Face ${row.face}: ${row.emotion} ${percent(row[`p_${row.emotion}`])}`;
     // Detector boxes may reach past the image edge; draw them clipped to the picture.
     const [x1, x2] = [Math.max(0, row.box_x1), Math.min(width, row.box_x2)];
     const [y1, y2] = [Math.max(0, row.box_y1), Math.min(height, row.box_y2)];
     const box = element("button", {
       type: "button", class: "face-box", "data-photo": photo.id, "data-face": row.face,
       "aria-label": `${label}. Show the nearest expressions`,
-      style: `left:${100 * x1 / width}%;top:${100 * y1 / height}%;width:${100 * (x2 - x1) / width}%;height:${100 * (y2 - y1) / height}%`,
-    }, [element("span", { class: "face-label", text: `${row.face + 1} ${row.emotion}` })]);
+      style: `left:${100 * x1 / width}%;top:${100 * y1 / height}%;width:${100 * (x2 - x1) / width}%;height:${100 * (y2 - y1) / height}%;` +
+             `border-color:${colour(row.emotion)}`,
+    }, [element("span", { class: "face-label", text: `${row.face} ${row.emotion}`,
+                          style: `background:${colour(row.emotion)};color:${textColour(colour(row.emotion))}` })]);
     box.addEventListener("click", () => searchFace(photo, row));
     frame.append(box);
     cards.append(renderFaceCard(photo, row, label));
@@ -96,7 +105,7 @@ function renderPhoto(photo) {
 }
 
 function renderFaceCard(photo, row, label) {
-  const bars = element("ul", { class: "bars", "aria-label": `Emotion probabilities of face ${row.face + 1}` });
+  const bars = element("ul", { class: "bars", "aria-label": `Emotion probabilities of face ${row.face}` });
   for (const name of state.classes) {
     const p = row[`p_${name}`];
     bars.append(element("li", {}, [
@@ -116,7 +125,7 @@ function renderFaceCard(photo, row, label) {
 async function searchFace(photo, row) {
   const panel = $("search-panel");
   panel.hidden = false;
-  $("search-title").textContent = `Nearest expressions to face ${row.face + 1} of ${photo.file.name} (${row.emotion})`;
+  $("search-title").textContent = `Nearest expressions to face ${row.face} of ${photo.file.name} (${row.emotion})`;
   $("search-grid").replaceChildren();
   if (!state.hasIndex) {
     $("search-status").textContent = "This server has no index: start it with deepfever serve --index INDEX.";
@@ -182,7 +191,7 @@ async function compareSelected() {
   form.append("face_b", second.row.face);
   try {
     const result = await api("/v1/compare", form);
-    const pair = `Face ${first.row.face + 1} of ${first.photo.file.name} (${result.emotion_a}) and face ${second.row.face + 1} of ` +
+    const pair = `Face ${first.row.face} of ${first.photo.file.name} (${result.emotion_a}) and face ${second.row.face} of ` +
                  `${second.photo.file.name} (${result.emotion_b})`;
     const meaning = result.percentile === null
       ? "No reference set on this server, so no percentile (start it with --index or --reference)."
@@ -236,7 +245,7 @@ async function sampleFrame() {
     webcam.samples.push(row || null);
     if (webcam.samples.length > TIMELINE_SAMPLES) webcam.samples.shift();
     $("webcam-status").textContent = row
-      ? `${result.rows.length} face(s); face 1: ${row.emotion} ${percent(row[`p_${row.emotion}`])}`
+      ? `${result.rows.length} face(s); face 0: ${row.emotion} ${percent(row[`p_${row.emotion}`])}`
       : "No face in view.";
     drawTimeline(webcam.samples);
   } catch (error) {
