@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from deepfever.cli._common import add_extractor_arguments, build_extractor
+from deepfever.cli._extract_ray import add_ray_arguments, run_ray
 from deepfever.defaults import CHUNK_SIZE
 
 
@@ -33,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "every run works in chunks there, and keeps them with --resume, --chunk-size or torchrun")
     parser.add_argument("--chunk-size", type=int, default=None,
                         help=f"inputs per saved chunk (default {CHUNK_SIZE}); implies chunked work in OUT.parts/")
+    add_ray_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -42,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from deepfever.extraction.run import ExtractionRun
     from deepfever.io.failures import failures_path_for
 
+    if args.engine == "ray":
+        return run_ray(args)
     output = Path(args.output)
     extraction = ExtractionRun(build_extractor(args), output, fps=args.fps, smoothing=args.smooth, chunk_size=args.chunk_size,
                                resume=args.resume, overwrite=args.overwrite, annotate_dir=args.annotate_dir,
