@@ -82,9 +82,12 @@ def _copy_photos(folder: Path, count: int) -> list[Path]:
 
 def test_same_rows_schema_and_metadata_as_extract(local_ray, extractor, plain, plain_file, tmp_path):
     output = tmp_path / "faces.parquet"
-    report = RayExtraction(extractor, output, fps=FPS, workers=2, images_per_task=3).run([PHOTOS, CLIP])
+    clip_uri = CLIP.resolve().as_uri()  # file:///…: read through pyarrow's file systems, as s3://… would be
+    report = RayExtraction(extractor, output, fps=FPS, workers=2, images_per_task=3).run([PHOTOS, clip_uri])
     assert report.images == 12 and len(report.videos) == 1 and report.faces == len(plain)
-    _assert_same_rows(read_table(output), plain)
+    table = read_table(output)
+    assert (table["path"] == clip_uri).sum() == plain["frame"].notna().sum()
+    _assert_same_rows(table.replace({"path": {clip_uri: str(CLIP)}}), plain)
     assert read_table(output).attrs["metadata"] == plain.attrs["metadata"]
     assert len(pd.read_parquet(output)) == len(plain)  # pandas reads the folder, skipping _inputs
     for part in output.glob("part-*.parquet"):  # image tasks and the video task alike
