@@ -98,12 +98,13 @@ def main() -> None:
         "load_average_at_end": [round(value, 2) for value in os.getloadavg()],
         "note": "cold CLI runs (start-up and model loading included) on a machine shared with other jobs; best of the repeats",
     }
-    save_result("ray_extract", result)
+    stem = "ray_extract" if args.limit == 8000 else f"ray_extract_limit{args.limit}"  # the size keeps the plain name
+    save_result(stem, result)
     rows = [("local `deepfever extract` (1 process)", "local"), (f"`torchrun --nproc-per-node {args.workers}` sharding", "torchrun"),
             (f"`--engine ray --workers {args.workers}`", "ray")]
     table = "\n".join(f"| {label} | {best[name]:.1f} | {images / best[name]:.1f} | "
                       f"{'' if name == 'local' else f'{overhead[name]:+.1f} %'} |" for label, name in rows)
-    (RESULTS / "ray_extract.md").write_text(
+    (RESULTS / f"{stem}.md").write_text(
         f"`benchmarks/ray_extract.py --limit {args.limit} --workers {args.workers} --repeats {args.repeats}`: {images} images "
         f"({args.limit} unlabelled faces + the photos), cold CLI runs, {os.cpu_count()} CPUs shared with other jobs "
         f"(load average at the end {result['load_average_at_end'][0]}), ray {result['ray_version']}.\n\n"

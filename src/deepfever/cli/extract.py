@@ -17,7 +17,7 @@ from deepfever.defaults import CHUNK_SIZE
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("extract", help="expression vectors and emotions for every face in the inputs")
     parser.add_argument("inputs", nargs="+", help="image or video files, folders (searched recursively) or globs")
-    parser.add_argument("-o", "--output", required=True, help="OUT.parquet, OUT.csv, OUT.jsonl or OUT.npz")
+    parser.add_argument("-o", "--output", required=True, help="OUT.parquet, OUT.csv, OUT.jsonl or OUT.npz (--engine ray: a dataset folder)")
     add_extractor_arguments(parser)
     parser.add_argument("--annotate-dir", help="also write each image with boxes and emotions into this folder "
                                                    "(mirroring the inputs' relative paths)")

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import pandas as pd
 
+from deepfever.extraction.run import ROW_BATCH, ExtractionRun
 from deepfever.io.atomic import atomic_write
 from deepfever.io.failures import failures_path_for, write_failures
 from deepfever.io.lock import RunLock
@@ -53,8 +54,6 @@ logger = logging.getLogger(__name__)
 
 IMAGES_PER_TASK = 64
 """Images one Ray task takes: enough to fill model batches, small enough that a retry redoes little."""
-ROW_BATCH = 1024
-"""Rows of a video buffered before they are appended to its face file (bounded memory for any length)."""
 FETCH_THREADS = 8
 """Objects of a task fetched from storage at once."""
 INPUTS_FOLDER = "_inputs"
@@ -131,7 +130,6 @@ class RayExtraction:
         this class did not write), ``RunLockedError`` (another run holds the folder), ``ImportError``
         (no ``ray``).
         """
-        from deepfever.extraction.run import ExtractionRun
         from deepfever.io.inputs import VIDEO_SUFFIXES
         from deepfever.io.optional import import_optional
 
@@ -183,8 +181,8 @@ class RayExtraction:
         import ray
 
         started_here = not ray.is_initialized()
-        if started_here:
-            ray.init(address=self.address, logging_level=logging.WARNING)
+        if started_here:  # a runtime started for this run only: no dashboard to take CPU from the workers
+            ray.init(address=self.address, logging_level=logging.WARNING, **({} if self.address else {"include_dashboard": False}))
         try:
             params = self.extractor.get_params()
             if self.gpus_per_worker > 0:
