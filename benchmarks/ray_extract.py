@@ -108,7 +108,7 @@ def main() -> None:
         f"`benchmarks/ray_extract.py --limit {args.limit} --workers {args.workers} --repeats {args.repeats}`: {images} images "
         f"({args.limit} unlabelled faces + the photos), cold CLI runs, {os.cpu_count()} CPUs shared with other jobs "
         f"(load average at the end {result['load_average_at_end'][0]}), ray {result['ray_version']}.\n\n"
-        "| command | seconds (best) | images/s | vs local |\n|---|---|---|---|\n" + table + "\n\n"
+        "| command | seconds (best) | images/s | time vs local |\n|---|---|---|---|\n" + table + "\n\n"
         f"The Ray time includes starting a local Ray runtime ({start:.1f} s alone), which a cluster pays once. "
         f"Rows agree: smallest cosine between the Ray and local vectors {cosine:.6f}.\n")
 
