@@ -187,7 +187,11 @@ class RayExtraction:
             params = self.extractor.get_params()
             if self.gpus_per_worker > 0:
                 params["device"] = "cuda"
-            workers = self.workers or _cluster_workers(ray.cluster_resources(), self.gpus_per_worker)
+            resources = ray.cluster_resources()
+            if self.gpus_per_worker > 0 and not resources.get("GPU"):
+                logger.warning("the Ray cluster has no GPU now; the workers wait until one joins (an autoscaler may add "
+                               "GPU nodes); pass --gpus-per-worker 0 to run on CPUs")
+            workers = self.workers or _cluster_workers(resources, self.gpus_per_worker)
             dataset = ray.data.from_items(tasks, override_num_blocks=len(tasks))
             dataset = dataset.map_batches(
                 # Ray Data restarts a lost actor and retries its task (max_restarts and max_task_retries are -1).
