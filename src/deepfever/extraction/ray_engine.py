@@ -139,7 +139,7 @@ class RayExtraction:
         self.output.parent.mkdir(parents=True, exist_ok=True)
         lock = RunLock(self.output.with_name(f".{self.output.name}.lock"), str(self.output)).acquire()
         try:
-            extractor = self.extractor.ensure_loaded()
+            extractor = self._describing_extractor()
             columns = extractor.columns(video=any(_suffix(name) in VIDEO_SUFFIXES for name in files),
                                         smoothed=bool(self.smoothing))
             metadata = ExtractionRun(extractor, self.output, fps=self.fps, smoothing=self.smoothing).metadata(len(files))
@@ -152,6 +152,13 @@ class RayExtraction:
         finally:
             lock.release()
         return _report(statuses, time.perf_counter() - started)
+
+    def _describing_extractor(self) -> Extractor:
+        """The extractor whose columns and fingerprint the output records: ``extractor`` if it is loaded, else a
+        CPU copy (the machine running the command may have no GPU when the workers do; rows do not depend on it)."""
+        if hasattr(self.extractor, "engine_"):
+            return self.extractor
+        return type(self.extractor)(**{**self.extractor.get_params(), "device": "cpu"}).load()
 
     def _open(self, columns: list[str], metadata: dict[str, Any]) -> set[str]:
         """Create or check the folder (under the lock): same settings, no half-written task; the inputs done."""
