@@ -10,13 +10,14 @@ import sys
 from pathlib import Path
 
 from deepfever.cli._common import add_extractor_arguments, build_extractor, progress_disabled, status
+from deepfever.cli._extract_ray import add_ray_arguments, run_ray
 from deepfever.defaults import CHUNK_SIZE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("extract", help="expression vectors and emotions for every face in the inputs")
     parser.add_argument("inputs", nargs="+", help="image or video files, folders (searched recursively) or globs")
-    parser.add_argument("-o", "--output", required=True, help="OUT.parquet, OUT.csv, OUT.jsonl or OUT.npz")
+    parser.add_argument("-o", "--output", required=True, help="OUT.parquet, OUT.csv, OUT.jsonl or OUT.npz (--engine ray: a dataset folder)")
     add_extractor_arguments(parser)
     parser.add_argument("--annotate-dir", help="also write each image with boxes and emotions into this folder "
                                                    "(mirroring the inputs' relative paths)")
@@ -35,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "every run works in chunks there, and keeps them with --resume, --chunk-size or torchrun")
     parser.add_argument("--chunk-size", type=int, default=None,
                         help=f"inputs per saved chunk (default {CHUNK_SIZE}); implies chunked work in OUT.parts/")
+    add_ray_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -44,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     from deepfever.extraction.run import ExtractionRun
     from deepfever.io.failures import failures_path_for
 
+    if args.engine == "ray":
+        return run_ray(args)
     output = Path(args.output)
     extraction = ExtractionRun(build_extractor(args), output, fps=args.fps, smoothing=args.smooth, chunk_size=args.chunk_size,
                                resume=args.resume, overwrite=args.overwrite, annotate_dir=args.annotate_dir,

@@ -118,7 +118,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     ``attrs["metadata"]`` holds the settings it was written with (empty when none were recorded).
     """
     source = Path(path)
-    suffix = source.suffix.lower()
+    suffix = ".parquet" if source.is_dir() else source.suffix.lower()  # a folder: a Parquet dataset (extract --engine ray)
     metadata: dict[str, Any] = {}
     if suffix == ".parquet":
         import pyarrow.parquet as pq
