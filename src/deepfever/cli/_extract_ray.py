@@ -6,10 +6,9 @@ the run itself is ``deepfever.extraction.ray_engine.RayExtraction``.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from deepfever.cli._common import build_extractor
+from deepfever.cli._common import build_extractor, status
 
 UNSUPPORTED = {"annotate_dir": "--annotate-dir", "annotate_video_dir": "--annotate-video-dir", "save_crops": "--save-crops",
                "chunk_size": "--chunk-size"}
@@ -41,6 +40,6 @@ def run_ray(args: argparse.Namespace) -> int:
     extraction = RayExtraction(build_extractor(args), output, fps=args.fps, smoothing=args.smooth, workers=args.workers,
                                gpus_per_worker=args.gpus_per_worker, address=args.ray_address, overwrite=args.overwrite)
     report = extraction.run(args.inputs)  # Ray Data shows its own progress
-    print(f"deepfever extract: {report.summary()}", file=sys.stderr)
-    print(f"wrote {output}/ (a Parquet dataset) and {failures_path_for(output)}")
+    status(args, f"deepfever extract: {report.summary()}", stderr=True)
+    status(args, f"wrote {output}/ (a Parquet dataset) and {failures_path_for(output)}")
     return 0 if report.processed or not (report.images or report.videos) else 1
