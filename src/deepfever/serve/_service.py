@@ -193,7 +193,7 @@ class ExpressionService:
         from deepfever.applications.search import load_index
 
         index = load_index(self.settings.index)
-        index.check_fingerprint(self.extractor_.fingerprint_)
+        index.check_fingerprint(self.extractor_.fingerprint_, self.extractor_.stage_.detector)
         return index
 
     def _index_root(self) -> str | None:
