@@ -18,6 +18,7 @@ import pytest
 
 from conftest import write_random_crops
 from deepfever.cli import build_parser, main
+from deepfever.io.failures import failures_path_for
 
 NOISE = ("[ WARN", "faiss.loader", "Could not load library", "rank 0 of 1", "ModuleNotFoundError", "Warning")
 """Lines no DeepFEVER user can act on: OpenCV's DNN notice, FAISS probing CPU features, a one-process run's rank."""
@@ -290,7 +291,7 @@ def test_errors_name_arguments_in_python_and_flags_on_the_command_line(crops: Pa
     output = tmp_path / "z.parquet"
     assert main(["extract", str(crops), "-o", str(output), *common, "--chunk-size", "3", "-q"]) == 0
     output.unlink()
-    (tmp_path / "z.failures.csv").unlink()
+    failures_path_for(output).unlink()
     with pytest.raises(FileExistsError) as earlier:
         ExtractionRun(Extractor(model=str(tiny_model_file), detector="none"), output).run([crops])
     assert "pass resume=True to continue it or overwrite=True" in str(earlier.value)

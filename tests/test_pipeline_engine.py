@@ -173,7 +173,7 @@ def test_face_stage_refuses_what_it_cannot_reproduce_and_names_a_mismatch():
 
     with pytest.raises(ValueError, match="no alignment template"):
         FaceStage.of(ModelConfig("fevernet_s"))
-    with pytest.raises(ValueError, match="face_stage must have exactly the keys"):
+    with pytest.raises(ValueError, match="face_stage must map exactly detector, landmarks, interpolation, grey"):
         ModelConfig("fevernet_s", face_stage={"detector": "yunet"})
     config = ModelConfig("fevernet_s", template=load_default_template().to_dict(),
                          face_stage={"detector": "yunet", "landmarks": "mtcnn", "interpolation": "nearest", "grey": "bt601"})

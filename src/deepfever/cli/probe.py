@@ -90,7 +90,7 @@ def run_fit(args: argparse.Namespace) -> int:
     from deepfever.io.failures import failures_path_for, write_failures
 
     document_path, weights_path = classifier_paths(args.output)
-    failures_path = failures_path_for(document_path)
+    failures_path = failures_path_for(document_path.with_suffix(""))  # clf.failures.csv beside clf.json and clf.safetensors
     for target in (document_path, weights_path, failures_path):
         refuse_overwrite(target, args.overwrite)
     paths = _report_paths(args.report_dir, args) if args.report_dir else {}

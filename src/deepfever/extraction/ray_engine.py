@@ -305,7 +305,7 @@ def list_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
     suffixes = IMAGE_SUFFIXES | VIDEO_SUFFIXES
     names = [str(item) for item in inputs]
     local = [name for name in names if not _is_uri(name)]
-    found = [str(path) for path in expand_inputs(local, suffixes)] if local else []
+    found = [os.path.abspath(path) for path in expand_inputs(local, suffixes)] if local else []  # as extract names them
     for uri in (name for name in names if _is_uri(name)):
         found += _list_uri(uri, suffixes)
     return list(dict.fromkeys(found))
