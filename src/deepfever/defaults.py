@@ -3,7 +3,7 @@
 Why one module: the Extractor, ``deepfever extract``, ``data prepare``, ONNX calibration, probes,
 benchmarks, training and the server each used to carry their own copy, and the copies drifted (the
 server detected faces with MTCNN while everything else used YuNet). Entry points read these names, or
-the face stage recorded in the model file; ``tests/test_pipeline_defaults.py`` checks that they agree.
+the face stage recorded in the model file; ``tests/pipeline/test_defaults.py`` checks that they agree.
 """
 from __future__ import annotations
 

@@ -126,7 +126,7 @@ def test_suite_files_are_validated(tmp_path):
 def test_default_suite_parses():
     from pathlib import Path
 
-    suite = load_suite(Path(__file__).resolve().parents[1] / "configs" / "benchmark_default.yaml")
+    suite = load_suite(Path(__file__).resolve().parents[2] / "configs" / "benchmark_default.yaml")
     assert [entry.task for entry in suite.entries] == ["ferplus", "zero_shot", "probe"]
     assert suite.entries[1].classes == ("anger", "disgust", "fear", "happy", "sad", "surprise")
 

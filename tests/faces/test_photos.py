@@ -14,7 +14,7 @@ from deepfever.faces import MTCNN, Face, align_face, create_detector, load_defau
 from deepfever.faces.template import detect_upscaled
 from deepfever.io import load_image
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 PHOTOS = SHARED / "data" / "photos"
 YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
 

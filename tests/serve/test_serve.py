@@ -26,7 +26,7 @@ from conftest import write_random_crops  # noqa: E402
 from deepfever import Extractor  # noqa: E402
 from deepfever.serve import ClientInputError, ExpressionService, MicroBatcher, ServeSettings, create_server, decode_upload  # noqa: E402
 
-STATIC = Path(__file__).resolve().parents[1] / "src" / "deepfever" / "serve" / "static"
+STATIC = Path(__file__).resolve().parents[2] / "src" / "deepfever" / "serve" / "static"
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from deepfever.io.failures import failures_path_for  # noqa: E402
 from deepfever.io.lock import RunLock, RunLockedError  # noqa: E402
 from deepfever.io.tables import read_table  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 PHOTOS = SHARED / "data" / "photos"
 CLIP = SHARED / "data" / "video" / "WolfgangLanger_Pexels.mp4"
 FPS = 1.0

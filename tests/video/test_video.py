@@ -12,10 +12,10 @@ from deepfever.video import (FaceTracker, VideoReadError, extract_video, iter_fr
                              write_annotated_video)
 from deepfever.video.tracking import follow_faces
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 CLIP = SHARED / "data/video/WolfgangLanger_Pexels.mp4"
 YUNET = SHARED / "models/face_detection_yunet_2026may.onnx"
-BUNDLED = Path(__file__).resolve().parents[1] / "src/deepfever/weights/fevernet_s.ferplus.safetensors"
+BUNDLED = Path(__file__).resolve().parents[2] / "src/deepfever/weights/fevernet_s.ferplus.safetensors"
 needs_clip = pytest.mark.skipif(not (CLIP.is_file() and YUNET.is_file()), reason="shared video or YuNet model absent")
 
 

@@ -14,7 +14,7 @@ from deepfever.cli import main  # noqa: E402
 from deepfever.models.onnx_export import export_onnx  # noqa: E402
 from deepfever.models.onnx_runtime import OnnxModel  # noqa: E402
 
-FERPLUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ferplus"
+FERPLUS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ferplus"
 
 
 def _ferplus_crops(split: str, start: int, count: int) -> np.ndarray:

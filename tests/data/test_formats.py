@@ -37,7 +37,7 @@ from fixtures_data import (
 )
 
 E = EMOTION_INDEX
-SHARED_FERPLUS = Path(__file__).resolve().parents[1].parent / "shared/data/ferplus"
+SHARED_FERPLUS = Path(__file__).resolve().parents[2].parent / "shared/data/ferplus"
 FEC_TRAIN = "faceexp-comparison-data-train-public.csv"
 
 

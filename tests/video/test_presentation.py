@@ -19,7 +19,7 @@ from deepfever.video.annotate import PLAYABLE_CODECS, annotated_video_suffix, vi
 from deepfever.video.decode import iter_frames
 from deepfever.video.timeline import RAW_NOTE, SMOOTHED_NOTE, timeline_figure
 
-STATIC = Path(__file__).resolve().parents[1] / "src/deepfever/serve/static"
+STATIC = Path(__file__).resolve().parents[2] / "src/deepfever/serve/static"
 
 # Machado, Oliveira and Fernandes (2009), severity 1, applied to linear RGB.
 VISION = {
