@@ -8,20 +8,12 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any
-
+from deepfever._lazy import lazy_attributes
 from deepfever._version import __version__
+
+_LAZY = {"Extractor": "deepfever.api", "create_model": "deepfever.models", "list_models": "deepfever.models",
+         "load_model": "deepfever.models"}
 
 __all__ = ["Extractor", "__version__", "create_model", "list_models", "load_model"]
 
-
-def __getattr__(name: str) -> Any:
-    if name == "Extractor":
-        from deepfever.api import Extractor
-
-        return Extractor
-    if name in ("create_model", "list_models", "load_model"):
-        from deepfever import models
-
-        return getattr(models, name)
-    raise AttributeError(f"module 'deepfever' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)

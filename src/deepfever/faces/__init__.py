@@ -9,9 +9,7 @@ Example:
 """
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
-
+from deepfever._lazy import lazy_attributes
 from deepfever.faces.types import LANDMARK_NAMES, Face
 
 _LAZY = {
@@ -32,9 +30,4 @@ _LAZY = {
 
 __all__ = sorted(["Face", "LANDMARK_NAMES", *_LAZY])
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'deepfever.faces' has no attribute {name!r}")
-    return getattr(import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)

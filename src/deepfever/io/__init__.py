@@ -5,8 +5,7 @@ needs, and the names below load numpy, PIL or pandas on first access.
 """
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from deepfever._lazy import lazy_attributes
 
 _LAZY = {
     "MAX_IMAGE_PIXELS": "deepfever.io.images",
@@ -19,9 +18,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'deepfever.io' has no attribute {name!r}")
-    return getattr(import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)

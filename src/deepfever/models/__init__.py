@@ -5,8 +5,7 @@ Importing this package is cheap: torch loads on first attribute access, so a lig
 """
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from deepfever._lazy import lazy_attributes
 
 _LAZY = {
     "build_model": "deepfever.models.checkpoint",
@@ -26,9 +25,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'deepfever.models' has no attribute {name!r}")
-    return getattr(import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)

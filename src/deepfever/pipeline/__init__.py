@@ -6,8 +6,7 @@ Layer 3 (issue 17): built on ``faces`` and ``models``; ``data``, ``video``, ``ap
 """
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from deepfever._lazy import lazy_attributes
 
 _LAZY = {
     "ExtractionReport": "deepfever.pipeline.report",
@@ -18,9 +17,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'deepfever.pipeline' has no attribute {name!r}")
-    return getattr(import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
