@@ -13,7 +13,7 @@ from deepfever.applications.compare import (
     reference_from_vectors,
 )
 from deepfever.evaluation.identity import attach_identities, identity_leakage, retrieval_map
-from deepfever.applications.maps import plot_map
+from deepfever.applications.maps import plot_map, project_2d
 from deepfever.applications.search import IndexMismatchError, build_index, load_index, recall_at_k, save_index
 from deepfever.cli import main
 from deepfever.io.tables import read_table
@@ -280,6 +280,8 @@ def test_commands_end_to_end(model_files, face_images, tmp_path, monkeypatch, ca
     assert "face 3 was asked for but the image has 1 face(s)" in capsys.readouterr().err
     assert main(["odd-one-out", a, a, c, "--json", *common]) == 0
     assert json.loads(capsys.readouterr().out)["odd_one_out"] == 2
+    assert main(["odd-one-out", a, a, c, *common]) == 0
+    assert "about 0.33 means no clear odd one" in capsys.readouterr().out  # the output says what its confidence means
 
     ids = tmp_path / "ids.csv"
     pd.DataFrame({"path": read_table(table)["path"], "identity": ["p1", "p2"] * 4, "label": ["x"] * 4 + ["y"] * 4}).to_csv(ids, index=False)
@@ -302,3 +304,12 @@ def test_index_build_memory_budget_from_the_command_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["index", "build", str(table), "-o", str(tmp_path / "idx2"), "--memory-budget", "lots"])
     assert "expected a positive size such as 2GB" in capsys.readouterr().err
+
+
+def test_slow_projections_say_what_runs_before_and_how_long_it_took(caplog):
+    vectors = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
+    with caplog.at_level("INFO", logger="deepfever.applications.maps"):
+        coordinates, method = project_2d(vectors, "tsne")
+    assert coordinates.shape == (40, 2) and method == "tsne"
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages[0].startswith("projecting 40 vectors to 2-D with tsne") and messages[-1].startswith("projected 40 vectors with tsne in ")

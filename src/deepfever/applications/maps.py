@@ -9,6 +9,7 @@ import html
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,21 +36,30 @@ def project_2d(vectors: np.ndarray, method: str = "auto", seed: int = 0) -> tupl
         raise ValueError(f"project_2d: expected an (N, D) array with at least 3 rows, got shape {vectors.shape}")
     if method == "auto":
         method = "umap" if _umap_available() else "tsne" if len(vectors) <= TSNE_LIMIT else "pca"
+    started = time.perf_counter()
+    if method != "pca":  # the slow ones: say what is running before it runs (tens of seconds on a few thousand points)
+        logger.info("projecting %d vectors to 2-D with %s (seconds to a minute on a CPU)...", len(vectors), method)
+    coordinates = _fit_2d(vectors, method, seed)
+    logger.info("projected %d vectors with %s in %.1f s", len(vectors), method, time.perf_counter() - started)
+    return coordinates, method
+
+
+def _fit_2d(vectors: np.ndarray, method: str, seed: int) -> np.ndarray:
     if method == "umap":
         if not _umap_available():
             raise ValueError("project_2d: method 'umap' needs the umap-learn package; pip install umap-learn, or use 'tsne'/'pca'")
         import umap
 
         # A seeded UMAP runs on one thread whatever n_jobs says, and warns unless told so: say it.
-        return umap.UMAP(n_components=2, metric="cosine", random_state=seed, n_jobs=1).fit_transform(vectors), method
+        return umap.UMAP(n_components=2, metric="cosine", random_state=seed, n_jobs=1).fit_transform(vectors)
     if method == "tsne":
         from sklearn.manifold import TSNE
 
         perplexity = min(30.0, (len(vectors) - 1) / 3)
-        return TSNE(2, perplexity=perplexity, metric="cosine", init="pca", random_state=seed).fit_transform(vectors), method
+        return TSNE(2, perplexity=perplexity, metric="cosine", init="pca", random_state=seed).fit_transform(vectors)
     from sklearn.decomposition import PCA
 
-    return PCA(2, random_state=seed).fit_transform(vectors), method
+    return PCA(2, random_state=seed).fit_transform(vectors)
 
 
 def _umap_available() -> bool:

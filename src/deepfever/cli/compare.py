@@ -72,6 +72,8 @@ def run_odd_one_out(args: argparse.Namespace) -> int:
     distances = ", ".join(f"{pair} {value:.3f}" for pair, value in result["pair_distances"].items())
     print(f"odd one out: {result['odd_path']} (confidence {result['confidence']:.2f}; pair distances {distances}; "
           f"temperature {temperature}, uncalibrated)")
+    print("confidence: the softmax over the three pair distances; about 0.33 means no clear odd one, near 1 one face is far "
+          "from a close pair")
     return 0
 
 
