@@ -96,7 +96,7 @@ def main() -> None:
         "ray_runtime_start_seconds": round(start, 2),
         "min_cosine_ray_vs_local": round(cosine, 6),
         "load_average_at_end": [round(value, 2) for value in os.getloadavg()],
-        "note": "cold CLI runs (start-up and model loading included) on a machine shared with other jobs; best of the repeats",
+        "note": "cold CLI runs (start-up and model loading included); best of the repeats (the load average at the end says how busy the machine was)",
     }
     stem = "ray_extract" if args.limit == 8000 else f"ray_extract_limit{args.limit}"  # the size keeps the plain name
     save_result(stem, result)
@@ -106,7 +106,7 @@ def main() -> None:
                       f"{'' if name == 'local' else f'{overhead[name]:+.1f} %'} |" for label, name in rows)
     (RESULTS / f"{stem}.md").write_text(
         f"`benchmarks/ray_extract.py --limit {args.limit} --workers {args.workers} --repeats {args.repeats}`: {images} images "
-        f"({args.limit} unlabelled faces + the photos), cold CLI runs, {os.cpu_count()} CPUs shared with other jobs "
+        f"({args.limit} unlabelled faces + the photos), cold CLI runs, {os.cpu_count()} CPUs "
         f"(load average at the end {result['load_average_at_end'][0]}), ray {result['ray_version']}.\n\n"
         "| command | seconds (best) | images/s | time vs local |\n|---|---|---|---|\n" + table + "\n\n"
         f"The Ray time includes starting a local Ray runtime ({start:.1f} s alone), which a cluster pays once. "
