@@ -22,7 +22,7 @@ SRC = REPO / "src"
 PACKAGE = SRC / "deepfever"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("_version", "_lazy", "errors", "config", "defaults", "labels"),  # core: light, no numpy/pandas/torch at import
+    ("_version", "_lazy", "_iterate", "errors", "config", "defaults", "labels"),  # core: light, no numpy/pandas/torch at import
     ("io",),
     ("faces", "models"),
     ("pipeline",),

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import pandas as pd
 
+from deepfever._iterate import batched
 from deepfever.extraction.run import ROW_BATCH, ExtractionRun
 from deepfever.io.atomic import atomic_write
 from deepfever.io.failures import failures_path_for, write_failures
@@ -244,7 +245,7 @@ class FaceRowTask:
         faces: dict[str, int] = dict.fromkeys(paths, 0)
         with contextlib.ExitStack() as stack:
             write = None
-            for batch in _batched(rows, ROW_BATCH):
+            for batch in batched(rows, ROW_BATCH):
                 for row in batch:
                     faces[row["path"]] += 1
                 write = write or stack.enter_context(table_writer(self.output / f"part-{task['key']}.parquet", self.columns, self.metadata))
@@ -360,16 +361,6 @@ def _cluster_workers(resources: dict[str, float], gpus_per_worker: float) -> int
         return max(1, int(resources.get("GPU", 0) // gpus_per_worker))
     return max(1, int(resources.get("CPU", 1)))
 
-
-def _batched(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _is_uri(name: str) -> bool:

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from deepfever import defaults
+from deepfever._iterate import batched
 from deepfever.errors import ImageReadError
 from deepfever.faces.detect import Detector
 from deepfever.faces.types import Face
@@ -89,7 +90,7 @@ class FaceEngine(FacePath):
         finder = self.detector(detector)
         pending = PendingBatch()
         with ThreadPoolExecutor(max_workers=2) as decoder:
-            for group in _groups(_prefetch(decoder, items, defaults.DECODE_AHEAD), defaults.DECODE_AHEAD):
+            for group in batched(_prefetch(decoder, items, defaults.DECODE_AHEAD), defaults.DECODE_AHEAD):
                 found = iter(self.find_faces([image for _, image in group if not isinstance(image, Exception)], finder))
                 for name, image in group:  # in input order, so failures are listed as the inputs came
                     report.images += 1
@@ -136,13 +137,3 @@ def _prefetch(pool: ThreadPoolExecutor, items: Sequence[tuple[str, Any]], lookah
         yield name, futures[position].result()
         futures[position] = None  # let the decoded image go once it is used
 
-
-def _groups(pairs: Iterator[tuple[str, Any]], size: int) -> Iterator[list[tuple[str, Any]]]:
-    group: list[tuple[str, Any]] = []
-    for pair in pairs:
-        group.append(pair)
-        if len(group) == size:
-            yield group
-            group = []
-    if group:
-        yield group
