@@ -70,3 +70,15 @@ def write_ferplus_fixture(root: Path, per_split: int = 48, seed: int = 0) -> Pat
             lines.append(f'{name},"(0, 0, 48, 48)",' + ",".join(map(str, votes)))
         (directory / "label.csv").write_text("\n".join(lines) + "\n")
     return root
+
+
+def assert_same_checkpoints(run_a: Path, run_b: Path) -> None:
+    """Two runs' ``checkpoints/last.safetensors`` hold the same tensors, bit for bit (resume is exact)."""
+    import torch
+    from safetensors.torch import load_file
+
+    a = load_file(str(run_a / "checkpoints" / "last.safetensors"))
+    b = load_file(str(run_b / "checkpoints" / "last.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load_file
 
-from conftest import FALLBACK_TEMPLATE, write_ferplus_fixture
+from conftest import assert_same_checkpoints, FALLBACK_TEMPLATE, write_ferplus_fixture
 from deepfever.config import load_config
 from deepfever.models import ModelConfig, build_model, save_model
 from deepfever.training.config import DistillSection, LossSection, TrainConfig
@@ -81,11 +80,7 @@ def test_interrupted_mid_epoch_and_resumed_equals_uninterrupted(data, tmp_path, 
     state.write_text(json.dumps(legacy))  # what checkpoints written before mid-epoch resume held
     train(recipe(data, interrupted, "steps_per_epoch=2"), resume=True, stop_after_steps=1)  # inside epoch 2
     train(recipe(data, interrupted, "steps_per_epoch=2"), resume=True)
-    a = load_file(str(straight / "checkpoints" / "last.safetensors"))
-    b = load_file(str(interrupted / "checkpoints" / "last.safetensors"))
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    assert_same_checkpoints(straight, interrupted)
     timing = ("seconds", "images_per_second")
     strip = lambda rows: [{k: v for k, v in row.items() if k not in timing} for row in rows]  # noqa: E731
     assert strip(read_rows(straight / "metrics.csv")) == strip(read_rows(interrupted / "metrics.csv"))

@@ -3,9 +3,8 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from conftest import write_ferplus_fixture
+from conftest import assert_same_checkpoints, write_ferplus_fixture
 from deepfever.cli import main
 from deepfever.config import load_config
 from deepfever.training.config import TrainConfig
@@ -63,11 +62,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(ferplus_root, tmp_path, mo
     train(_config(ferplus_root, straight))
     train(_config(ferplus_root, interrupted), stop_after_epochs=1)
     train(_config(ferplus_root, interrupted), resume=True)
-    a = load_file(str(straight / "checkpoints" / "last.safetensors"))
-    b = load_file(str(interrupted / "checkpoints" / "last.safetensors"))
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    assert_same_checkpoints(straight, interrupted)
     timing = ("seconds", "images_per_second")
     rows = [[{k: v for k, v in row.items() if k not in timing} for row in read_metrics(run / "metrics.csv")]
             for run in (straight, interrupted)]

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 import pandas as pd
 
 from deepfever._iterate import batched
-from deepfever.extraction.run import ROW_BATCH, ExtractionRun
+from deepfever.extraction.run import ROW_BATCH, ExtractionRun, check_video_settings
 from deepfever.io.atomic import atomic_write
 from deepfever.io.failures import failures_path_for, write_failures
 from deepfever.io.lock import RunLock
@@ -103,10 +103,7 @@ class RayExtraction:
         """The inputs ``run`` processes (images first, then videos); checks the settings, writes nothing."""
         from deepfever.io.inputs import VIDEO_SUFFIXES
 
-        if self.fps is not None and not self.fps > 0:
-            raise ValueError(f"RayExtraction: fps must be positive or None (every frame), got {self.fps}; pass --fps 5, say")
-        if not 0.0 <= self.smoothing < 1.0:
-            raise ValueError(f"RayExtraction: smoothing must lie in [0, 1), got {self.smoothing}; pass --smooth 0.6, say, or 0")
+        check_video_settings("RayExtraction", self.fps, self.smoothing)
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"RayExtraction: workers must be at least 1 or None (the cluster's size), got {self.workers}; "
                              "pass --workers 4, say")

@@ -139,13 +139,7 @@ class ExtractionRun:
         from deepfever.io.images import IMAGE_SUFFIXES
         from deepfever.io.inputs import VIDEO_SUFFIXES, expand_inputs
 
-        if self.fps is not None and not self.fps > 0:
-            raise ValueError(OptionMessage("ExtractionRun: ", Option("fps", "--fps"), f" must be positive, got {self.fps}; pass ",
-                                           Option("fps=5", "--fps 5"), ", say, "
-                                           "or leave it out for every frame"))
-        if not 0.0 <= self.smoothing < 1.0:
-            raise ValueError(OptionMessage("ExtractionRun: ", Option("smoothing", "--smooth"), f" must lie in [0, 1), got {self.smoothing}; "
-                                           "pass ", Option("smoothing=0.6", "--smooth 0.6"), ", say, or 0 for none"))
+        check_video_settings("ExtractionRun", self.fps, self.smoothing)
         if self.chunk_size is not None and self.chunk_size < 1:
             raise ValueError(f"ExtractionRun: chunk size must be at least 1, got {self.chunk_size}")
         if self.output.suffix.lower() not in TABLE_FORMATS:
@@ -411,6 +405,16 @@ def _take(lock: RunLock, output: Path) -> None:
 def _table_targets(output: Path) -> list[Path]:
     """The table and its sidecars (failures, and metadata beside formats that cannot hold it)."""
     return [output, failures_path_for(output)] + ([] if output.suffix.lower() == ".parquet" else [metadata_path_for(output)])
+
+
+def check_video_settings(owner: str, fps: float | None, smoothing: float) -> None:
+    """Refuse a frame rate or smoothing weight no video run can use; ``owner`` names the caller in the message."""
+    if fps is not None and not fps > 0:
+        raise ValueError(OptionMessage(f"{owner}: ", Option("fps", "--fps"), f" must be positive, got {fps}; pass ",
+                                       Option("fps=5", "--fps 5"), ", say, or leave it out for every frame"))
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(OptionMessage(f"{owner}: ", Option("smoothing", "--smooth"), f" must lie in [0, 1), got {smoothing}; "
+                                       "pass ", Option("smoothing=0.6", "--smooth 0.6"), ", say, or 0 for none"))
 
 
 def _check_table_targets(output: Path, overwrite: bool, leftovers_allowed: bool) -> None:
