@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calibration-count", type=int, default=512)
     args = parser.parse_args()
-    extractor = Extractor(model=args.model, device="cpu").load()
+    extractor = Extractor(model=args.model, device="cpu", backend="torch").load()
     config = extractor.model_.config
     ferplus_root = SHARED / "data" / "ferplus"
     train = sorted((ferplus_root / "FER2013Train").glob("*.png"))[:args.calibration_count]

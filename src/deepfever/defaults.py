@@ -29,6 +29,12 @@ GREY = "bt601"
 DEVICE = "auto"
 """``auto``: CUDA when present, else the CPU."""
 
+BACKEND = "auto"
+"""How the model runs: ``auto`` is ONNX Runtime on the CPU (no torch import at start-up, faster; outputs equal
+to torch's within 1e-6, benchmarks/onnx_int8.py) and torch on a GPU."""
+
+BACKENDS = ("auto", "torch", "onnxruntime")
+
 BATCH_SIZE = 64
 """Faces per model batch at inference; faces of several images or frames share a batch."""
 

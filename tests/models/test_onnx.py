@@ -7,12 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'deepfever[onnx]')")
-
-from deepfever import Extractor  # noqa: E402
-from deepfever.cli import main  # noqa: E402
-from deepfever.models.onnx_export import export_onnx  # noqa: E402
-from deepfever.models.onnx_runtime import OnnxModel  # noqa: E402
+from deepfever import Extractor
+from deepfever.cli import main
+from deepfever.models.onnx_export import export_onnx
+from deepfever.models.onnx_runtime import OnnxModel
 
 FERPLUS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ferplus"
 
@@ -27,7 +25,7 @@ def _ferplus_crops(split: str, start: int, count: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def extractor() -> Extractor:
-    return Extractor(device="cpu").load()
+    return Extractor(device="cpu", backend="torch").load()
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +110,7 @@ def test_class_prior_matches_torch(tmp_path: Path) -> None:
     prior = (0.32, 0.3, 0.12, 0.1, 0.05, 0.016, 0.08, 0.014)
     model = create_model("fevernet_s", template=load_default_template().to_dict(), trained_heads=("emotion",), class_prior=prior)
     weights = save_model(model.eval(), tmp_path / "prior.safetensors")
-    extractor = Extractor(model=weights, device="cpu").load()
+    extractor = Extractor(model=weights, device="cpu", backend="torch").load()
     onnx_model = OnnxModel(export_onnx(extractor.model_, extractor.fingerprint_, tmp_path / "prior.onnx"))
     crops = np.random.default_rng(1).integers(0, 256, (6, 48, 48), dtype=np.uint8)
     for name in ("train", "uniform"):
@@ -138,7 +136,7 @@ def test_extractor_onnxruntime_backend_matches_torch(extractor: Extractor, fp32_
         assert set(got) == set(expected)
         assert np.abs(got["embedding"] - expected["embedding"]).max() <= 1e-4
     assert len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == 1
-    with pytest.raises(ValueError, match="backend must be one of torch, onnxruntime"):
+    with pytest.raises(ValueError, match="backend must be one of auto, torch, onnxruntime"):
         Extractor(backend="tensorrt").load()
 
 
@@ -154,3 +152,38 @@ def test_cli_extract_with_the_onnxruntime_backend(fp32_file: Path, tmp_path: Pat
                      "--backend", backend, "--model", model]) == 0
         rows[backend] = read_table(output)
     np.testing.assert_allclose(np.stack(rows["onnxruntime"]["embedding"]), np.stack(rows["torch"]["embedding"]), atol=1e-4)
+
+
+def test_auto_runs_onnxruntime_on_the_cpu_and_starts_without_torch(tmp_path: Path) -> None:
+    """The default backend on a CPU: the cached export, outputs as torch's, and a second run that never imports torch."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import write_random_crops
+
+    write_random_crops(tmp_path / "crops", 2, "c")
+    environment = {**os.environ, "DEEPFEVER_CACHE": str(tmp_path / "cache")}
+    script = ("import json, sys; from deepfever import Extractor; from deepfever.io.images import load_image; "
+              "e = Extractor(device='cpu').load(); "
+              f"p = e.predict(load_image({str(sorted((tmp_path / 'crops').iterdir())[0])!r})[None]); "
+              "print(json.dumps([e.backend_, 'torch' in sys.modules, p['embedding'].tolist()]))")
+    runs = [json.loads(subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True,
+                                      check=True).stdout.splitlines()[-1]) for _ in range(2)]
+    assert [run[:2] for run in runs] == [["onnxruntime", True], ["onnxruntime", False]]  # exported once, then torch-free
+    crop = np.asarray(Image.open(sorted((tmp_path / "crops").iterdir())[0]).convert("RGB"))[None]
+    expected = Extractor(device="cpu", backend="torch").predict(crop)["embedding"]
+    np.testing.assert_allclose(np.asarray(runs[1][2]), expected, atol=1e-5)
+
+
+def test_auto_falls_back_to_torch_when_the_export_cannot_be_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("DEEPFEVER_CACHE", str(blocker))
+    extractor = Extractor(device="cpu").load()
+    assert extractor.backend_ == "torch"
+    assert "running it with torch" in caplog.text
+    with pytest.raises(OSError):
+        Extractor(device="cpu", backend="onnxruntime").load()  # asked for explicitly: the error, not a fallback

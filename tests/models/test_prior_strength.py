@@ -140,7 +140,7 @@ def test_onnx_backend_applies_the_strength_like_torch(prior_model_file, crops, t
     pytest.importorskip("onnxruntime")
     from deepfever.models.onnx_export import export_onnx
 
-    extractor = Extractor(model=prior_model_file, device="cpu").load()
+    extractor = Extractor(model=prior_model_file, device="cpu", backend="torch").load()
     onnx_file = export_onnx(extractor.model_, extractor.fingerprint_, tmp_path / "prior.onnx")
     for tau in (0.0, 0.35, 1.0):
         np.testing.assert_allclose(probabilities(None, crops, tau, "onnxruntime", model=onnx_file),

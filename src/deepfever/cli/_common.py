@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from deepfever import defaults
 from deepfever.defaults import DETECTOR
 
 if TYPE_CHECKING:
@@ -23,14 +24,15 @@ if TYPE_CHECKING:
 def add_extractor_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of every command that turns photos into vectors (model, detector, device, batch, backend, prior)."""
     parser.add_argument("--model", default=None,
-                        help="packaged model name or .safetensors path (default: bundled model); .onnx with --backend onnxruntime")
+                        help="packaged model name or .safetensors path (default: bundled model), or an exported .onnx file")
     parser.add_argument("--detector", default=DETECTOR, choices=("mtcnn", "yunet", "none"),
                         help=f"face detector (default {DETECTOR}); none treats each image as one face crop")
     parser.add_argument("--yunet-model", help="another YuNet .onnx file (default: the bundled one)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--batch-size", type=int, default=64, help="faces per model batch")
-    parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
-                        help="run the model in torch or ONNX Runtime (the onnx extra; --model FILE.int8.onnx is the fast CPU path)")
+    parser.add_argument("--backend", default=defaults.BACKEND, choices=defaults.BACKENDS,
+                        help="auto: ONNX Runtime on the CPU (fast start, same outputs), torch on a GPU; "
+                             "--model FILE.int8.onnx is the fastest CPU path")
     parser.add_argument("--prior", type=prior_argument, default=None, metavar="{train,uniform,0..1}",
                         help="class prior of the probabilities: train (the training data's, for FER+-like data), uniform "
                              "(balanced classes) or a strength between them, e.g. 0.5 (default: the model's recorded one)")

@@ -38,7 +38,7 @@ def run_onnx(args: argparse.Namespace) -> int:
     if not args.output.endswith(".onnx"):
         raise ValueError(f"export onnx: the output must end in .onnx, got {args.output!r}")
     refuse_overwrite(args.output, args.overwrite)
-    extractor = Extractor(model=args.model, device="cpu").load()
+    extractor = Extractor(model=args.model, device="cpu", backend="torch").load()
     crops = None
     if args.int8:
         crops = extractor.engine_.sample_crops(args.calibration, args.calibration_detector, args.calibration_count)

@@ -13,7 +13,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import torch
 
 from deepfever.faces.boxes import box_iou, nms
 from deepfever.faces.detect import Detector, as_rgb_uint8, sort_faces
@@ -122,6 +121,7 @@ class YuNet(Detector):
         """OpenCV's FaceDetectorYN in ONNX Runtime: BGR input zero-padded to multiples of 32, per-stride
         decoding of the anchor-free outputs, score = sqrt(cls * obj), then NMS; rows as OpenCV gives them
         (x, y, w, h, 5 landmarks, score)."""
+        import torch  # the GPU path only: the CPU path (OpenCV) starts without torch
         height, width = image.shape[:2]
         padded = np.zeros((1, 3, -(-height // _STRIDES[-1]) * _STRIDES[-1], -(-width // _STRIDES[-1]) * _STRIDES[-1]), np.float32)
         padded[0, :, :height, :width] = image[:, :, ::-1].transpose(2, 0, 1)

@@ -17,19 +17,11 @@ from safetensors.torch import load_file, save_file
 
 from deepfever._version import __version__
 from deepfever.labels import EMOTIONS
-from deepfever.errors import DeepFeverError
 from deepfever.io.atomic import atomic_write
 from deepfever.models.config import HEADS, ModelConfig
 from deepfever.models.expression import ExpressionModel
-from deepfever.models.registry import DEFAULT_MODEL, WEIGHTS_DIR, architecture_entrypoint, list_architectures, list_pretrained
-
-
-class ModelFileError(DeepFeverError, ValueError):
-    """A model file (weights or sidecar) is not what it claims: wrong shapes, non-finite values, bad metadata."""
-
-
-def sidecar_path(weights: str | Path) -> Path:
-    return Path(weights).with_suffix(".json")
+from deepfever.models.files import ModelFileError, read_model_info, resolve_weights, sidecar_path
+from deepfever.models.registry import DEFAULT_MODEL, architecture_entrypoint, list_architectures, list_pretrained
 
 
 def save_model(model: ExpressionModel, path: str | Path, info: dict[str, Any] | None = None) -> Path:
@@ -57,20 +49,6 @@ def update_model_info(path: str | Path, section: str, values: dict[str, Any]) ->
 def _write_sidecar(weights: str | Path, document: dict[str, Any]) -> None:
     with atomic_write(sidecar_path(weights)) as tmp:
         tmp.write_text(json.dumps(document, indent=2) + "\n")
-
-
-def read_model_info(path: str | Path) -> dict[str, Any]:
-    """The sidecar document of a weights file."""
-    sidecar = sidecar_path(path)
-    if not sidecar.is_file():
-        raise FileNotFoundError(f"read_model_info: {sidecar} is missing; every .safetensors model needs its .json sidecar")
-    try:
-        document = json.loads(sidecar.read_text())
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ModelFileError(f"read_model_info: {sidecar} is not valid JSON ({error}); copy the sidecar written with the weights") from error
-    if not isinstance(document, dict) or not isinstance(document.get("model"), dict):
-        raise ModelFileError(f"read_model_info: {sidecar} has no 'model' object; expected the sidecar written by save_model")
-    return document
 
 
 def check_model_config(data: dict[str, Any], source: str | Path) -> ModelConfig:
@@ -145,22 +123,6 @@ def _check_state(config: ModelConfig, expected: dict[str, tuple[int, ...]], stat
 def build_model(config: ModelConfig) -> ExpressionModel:
     """Instantiate the architecture ``config.arch`` with random weights."""
     return architecture_entrypoint(config.arch)(config, **config.arch_kwargs)
-
-
-def resolve_weights(name_or_path: str | Path) -> Path:
-    """Packaged model name (``arch.tag``) or a path to a ``.safetensors`` file -> weights path."""
-    candidate = Path(name_or_path)
-    if candidate.suffix == ".safetensors":
-        if not candidate.is_file():
-            raise FileNotFoundError(f"load_model: no model file at {candidate}")
-        return candidate
-    packaged = WEIGHTS_DIR / f"{name_or_path}.safetensors"
-    if packaged.is_file():
-        return packaged
-    raise ValueError(
-        f"load_model: {name_or_path!r} is neither a .safetensors path nor a packaged model; "
-        f"packaged: {', '.join(list_pretrained()) or 'none'}"
-    )
 
 
 def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.device = "cpu") -> ExpressionModel:

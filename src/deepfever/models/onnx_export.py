@@ -26,11 +26,11 @@ from torch import nn
 from deepfever._version import __version__
 from deepfever.io.atomic import atomic_write
 from deepfever.io.optional import import_optional
+from deepfever.models.files import ONNX_OUTPUTS
 from deepfever.models.preprocess import crops_to_tensor
 
 logger = logging.getLogger(__name__)
 
-OUTPUTS = ("embedding", "emotion", "valence_arousal")
 OPSET = 17
 INT8_SUFFIX = "+int8"
 CALIBRATION_BATCH = 64
@@ -42,7 +42,7 @@ def require_onnx(caller: str) -> Any:
 
 
 class _Outputs(nn.Module):
-    """The model's output dict as a tuple in ``OUTPUTS`` order (ONNX graphs have positional outputs)."""
+    """The model's output dict as a tuple in ``ONNX_OUTPUTS`` order (ONNX graphs have positional outputs)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -50,7 +50,7 @@ class _Outputs(nn.Module):
 
     def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
         result = self.model(batch)
-        return tuple(result[name] for name in OUTPUTS)
+        return tuple(result[name] for name in ONNX_OUTPUTS)
 
 
 def export_onnx(model: nn.Module, fingerprint: Mapping[str, Any], path: str | os.PathLike,
@@ -93,8 +93,8 @@ def export_onnx(model: nn.Module, fingerprint: Mapping[str, Any], path: str | os
             # The TorchScript exporter is deprecated in favour of torch.export's, which needs the extra
             # onnxscript package; this plain feed-forward graph exports identically with either.
             warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(wrapped, (example,), str(fp32), input_names=["input"], output_names=list(OUTPUTS),
-                              dynamic_axes={name: {0: "batch"} for name in ("input", *OUTPUTS)},
+            torch.onnx.export(wrapped, (example,), str(fp32), input_names=["input"], output_names=list(ONNX_OUTPUTS),
+                              dynamic_axes={name: {0: "batch"} for name in ("input", *ONNX_OUTPUTS)},
                               opset_version=OPSET, dynamo=False)
         source = _quantise(fp32, Path(scratch), calibration, config) if calibration is not None else fp32
         graph = onnx.load(str(source))

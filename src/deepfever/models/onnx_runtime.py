@@ -12,16 +12,16 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from deepfever.io.cache import cache_dir
+from deepfever.io.optional import import_optional
 from deepfever.models.config import ModelConfig
-from deepfever.models.onnx_export import OUTPUTS, require_onnx
-from deepfever.models.preprocess import crops_to_tensor
+from deepfever.models.files import ONNX_OUTPUTS, read_model_info, resolve_weights
+from deepfever.models.fingerprint import model_fingerprint
+from deepfever.models.preprocess import crops_to_array
 from deepfever.models.prior import prior_offset
 
 FINGERPRINT_KEYS = ("model_id", "template_id", "crop_size")
-BACKENDS = ("torch", "onnxruntime")
 
 
 class OnnxModel:
@@ -30,7 +30,7 @@ class OnnxModel:
     Args:
         path: ``.onnx`` file written by ``export_onnx``.
         device: ``cpu`` or ``cuda[:k]``; CUDA needs the ``onnxruntime-gpu`` build.
-        threads: intra-op threads (``None``: torch's thread count, so both backends use the same cores).
+        threads: intra-op threads (``None``: ONNX Runtime's default, one per physical core, as torch's).
 
     Example:
         >>> model = OnnxModel("model.int8.onnx")  # doctest: +SKIP
@@ -38,20 +38,20 @@ class OnnxModel:
         (N, 128)
     """
 
-    def __init__(self, path: str | os.PathLike, device: str | torch.device = "cpu", threads: int | None = None) -> None:
-        _, ort = require_onnx("OnnxModel")
+    def __init__(self, path: str | os.PathLike, device: str = "cpu", threads: int | None = None) -> None:
+        ort = import_optional("OnnxModel", ("onnxruntime",), "onnx")[0]
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"OnnxModel: {self.path} is not a file; write one with: deepfever export onnx MODEL -o FILE.onnx")
-        self.device = torch.device(device)
-        providers = ["CPUExecutionProvider"]
-        if self.device.type == "cuda":
+        self.device = str(device)
+        providers: list = ["CPUExecutionProvider"]
+        if self.device.startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise ValueError("OnnxModel: device cuda needs onnxruntime's CUDA provider; pip install onnxruntime-gpu, "
                                  "or use backend 'torch' on the GPU")
-            providers.insert(0, ("CUDAExecutionProvider", {"device_id": self.device.index or 0}))
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(self.device.partition(":")[2] or 0)}))
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.intra_op_num_threads = threads or 0
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         metadata = self.session.get_modelmeta().custom_metadata_map
@@ -77,7 +77,7 @@ class OnnxModel:
         shift = offset if offset is not None else np.float32(0)
         outputs: dict[str, list[np.ndarray]] = {"probabilities": [], "embedding": [], "valence_arousal": []}
         for start in range(0, len(crops), batch_size):
-            batch = crops_to_tensor(crops[start:start + batch_size], self.config).numpy()
+            batch = crops_to_array(crops[start:start + batch_size], self.config)
             embedding, logits, valence_arousal = self._run(batch)
             probabilities = _softmax(logits + shift)
             if flip_tta:
@@ -92,7 +92,7 @@ class OnnxModel:
         return {key: np.concatenate(values) if values else np.zeros((0, 0), np.float32) for key, values in outputs.items()}
 
     def _run(self, batch: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(list(OUTPUTS), {"input": batch})
+        return self.session.run(list(ONNX_OUTPUTS), {"input": batch})
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -100,24 +100,29 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def load_onnx_backend(model: str | os.PathLike, device: str | torch.device = "cpu") -> OnnxModel:
+def load_onnx_backend(model: str | os.PathLike, device: str = "cpu") -> OnnxModel:
     """The ``onnxruntime`` backend's model: an exported ``.onnx`` file as it is, or a torch model
     (packaged name or ``.safetensors``) exported to fp32 ONNX once and cached under
-    ``$DEEPFEVER_CACHE/onnx`` by its fingerprint, so later runs start at once.
+    ``$DEEPFEVER_CACHE/onnx`` by its fingerprint, so later runs start at once, without torch.
+
+    The cache is keyed by the whole fingerprint (weights and every config field), so an edited sidecar
+    beside the same weights is another model: it is checked and exported again, never served stale.
     """
     if str(model).endswith(".onnx"):
         return OnnxModel(model, device)
-    from deepfever.models.checkpoint import check_model_config, load_model, read_model_info, resolve_weights, sidecar_path
-    from deepfever.models.fingerprint import model_fingerprint
-    from deepfever.models.fuse import fuse_batchnorm
-    from deepfever.models.onnx_export import export_onnx
-
     weights = resolve_weights(model)
-    # Keyed by the whole fingerprint: an edited sidecar beside the same weights is another model.
-    fingerprint = model_fingerprint(weights, check_model_config(read_model_info(weights)["model"], sidecar_path(weights)))
-    cached = cache_dir() / "onnx" / f"{fingerprint['model_id']}.onnx"
-    if not cached.is_file():
-        # The model the torch backend would run (BatchNorm fused), so both backends export the same graph.
+    try:
+        config = ModelConfig.from_dict(read_model_info(weights)["model"])
+    except (TypeError, ValueError):
+        config = None  # loading below refuses the file, naming the field
+    cached = None if config is None else cache_dir() / "onnx" / f"{model_fingerprint(weights, config)['model_id']}.onnx"
+    if cached is None or not cached.is_file():
+        from deepfever.models.checkpoint import load_model
+        from deepfever.models.fuse import fuse_batchnorm
+        from deepfever.models.onnx_export import export_onnx
+
+        # Loading checks the file as the torch backend does; the graph is the model it would run (BatchNorm fused).
         torch_model = fuse_batchnorm(load_model(weights, "cpu"))
-        export_onnx(torch_model, model_fingerprint(weights, torch_model.config), cached)
+        fingerprint = model_fingerprint(weights, torch_model.config)
+        cached = export_onnx(torch_model, fingerprint, cache_dir() / "onnx" / f"{fingerprint['model_id']}.onnx")
     return OnnxModel(cached, device)

@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 import cv2
+from typing import TYPE_CHECKING, TypeVar
+
 import numpy as np
-import torch
 
 from deepfever.io.images import as_uint8_pixels
 from deepfever.models.config import ModelConfig
+
+if TYPE_CHECKING:  # the numpy path (ONNX Runtime) must not import torch
+    import torch
+
+ArrayOrTensor = TypeVar("ArrayOrTensor")
 
 
 def to_grey(crops: np.ndarray) -> np.ndarray:
@@ -23,8 +29,8 @@ def to_grey(crops: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(flat, cv2.COLOR_RGB2GRAY).reshape(array.shape[:-1])
 
 
-def crops_to_tensor(crops: np.ndarray, config: ModelConfig, caller: str = "crops_to_tensor") -> torch.Tensor:
-    """Crops (N, S, S) grey or (N, S, S, 3) RGB -> float (N, C, S, S), normalised.
+def crops_to_array(crops: np.ndarray, config: ModelConfig, caller: str = "crops_to_tensor") -> np.ndarray:
+    """Crops (N, S, S) grey or (N, S, S, 3) RGB -> float32 (N, C, S, S), normalised: what every backend runs on.
 
     Pixel values pass the one converter (``as_uint8_pixels``: uint8, uint16 scaled, floats refused), as
     images do, so a crop means the same pixels whichever entry point it reaches. Raises ValueError when
@@ -41,13 +47,20 @@ def crops_to_tensor(crops: np.ndarray, config: ModelConfig, caller: str = "crops
             f"crops_to_tensor: crops are {array.shape[1]}x{array.shape[2]} but {config.arch} expects "
             f"{config.input_size}x{config.input_size}; align faces with the model's template"
         )
-    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)) / 255.0
-    tensor = tensor.unsqueeze(1) if tensor.ndim == 3 else tensor.permute(0, 3, 1, 2)
-    if tensor.shape[1] != config.in_chans:
-        tensor = tensor.expand(-1, config.in_chans, -1, -1)  # grey crops for an RGB model
-    return normalize(tensor, config)
+    images = np.asarray(array, dtype=np.float32) / 255.0
+    images = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
+    if images.shape[1] != config.in_chans:
+        images = np.broadcast_to(images, (len(images), config.in_chans, *images.shape[2:]))  # grey crops for an RGB model
+    return np.ascontiguousarray(normalize(images, config))
 
 
-def normalize(images: torch.Tensor, config: ModelConfig) -> torch.Tensor:
-    """[0, 1] images -> model input."""
+def crops_to_tensor(crops: np.ndarray, config: ModelConfig, caller: str = "crops_to_tensor") -> torch.Tensor:
+    """``crops_to_array`` as a torch tensor (the torch backend's and training's input)."""
+    import torch
+
+    return torch.from_numpy(crops_to_array(crops, config, caller))
+
+
+def normalize(images: ArrayOrTensor, config: ModelConfig) -> ArrayOrTensor:
+    """[0, 1] images (a float32 array or tensor) -> model input, in float32 either way."""
     return (images - config.mean) / config.std

@@ -6,9 +6,10 @@ packaged ``.safetensors`` file whose JSON sidecar carries the model config.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from torch import nn
+if TYPE_CHECKING:  # annotations only: reading the registry's names must not import torch
+    from torch import nn
 
 from deepfever.defaults import MODEL as DEFAULT_MODEL
 
