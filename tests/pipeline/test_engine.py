@@ -32,7 +32,7 @@ def test_constructor_refuses_bad_settings_naming_them(settings, named):
 def test_get_and_set_params_round_trip_and_drop_the_loaded_model(tiny_model_file):
     extractor = Extractor(model=tiny_model_file, device="cpu", detector="none", batch_size=8)
     assert extractor.get_params() == {"model": tiny_model_file, "device": "cpu", "detector": "none", "detector_options": None,
-                                      "batch_size": 8, "flip_tta": False, "prior": None, "backend": "torch"}
+                                      "batch_size": 8, "flip_tta": False, "prior": None, "backend": "auto"}
     assert Extractor(**extractor.get_params()).get_params() == extractor.get_params()
     extractor.load()
     assert extractor.set_params(batch_size=4) is extractor and extractor.batch_size == 4

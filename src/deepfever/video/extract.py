@@ -10,6 +10,7 @@ import logging
 import os
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Iterator, Protocol, Union
 
@@ -189,22 +190,32 @@ def iter_frame_rows(
     previous: tuple[np.ndarray, list[Face]] | None = None
     sizes = DetectionSizes(detect_side, None if full_detect_every_s is None else max(1, round(full_detect_every_s * frame_rate)),
                            min_face_px)
-    for position, (index, time_s, rgb) in enumerate(frames):
-        report.frames += 1
-        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if detect_every > 1 else None
-        cut = cuts.is_cut(rgb)
-        if position % detect_every == 0 or previous is None or cut:  # nothing can be followed across a cut
-            faces = sizes.find(engine, finder, rgb, cut, report)
-        else:
-            faces = follow_faces(previous[0], grey, previous[1])
-        previous = (grey, faces) if grey is not None else None
-        for crop in engine.align(rgb, faces) if faces else []:
-            pending.add(len(pending_frames), crop)
-        pending_frames.append((index, time_s, faces, [appearance_descriptor(rgb, face.box) for face in faces], cut))
-        if len(pending) >= batch:
-            waiting.extend(_embed_and_track(engine, pending, pending_frames, tracker, name))
-            yield from _release(waiting, engine, smoothing, averages, report, final=False)
-    waiting.extend(_embed_and_track(engine, pending, pending_frames, tracker, name))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepfever-embed") as model:
+        # The model embeds one batch while the next frames are detected and aligned (both release the GIL).
+        in_flight: tuple[Future, list] | None = None
+        for position, (index, time_s, rgb) in enumerate(frames):
+            report.frames += 1
+            grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if detect_every > 1 else None
+            cut = cuts.is_cut(rgb)
+            if position % detect_every == 0 or previous is None or cut:  # nothing can be followed across a cut
+                faces = sizes.find(engine, finder, rgb, cut, report)
+            else:
+                faces = follow_faces(previous[0], grey, previous[1])
+            previous = (grey, faces) if grey is not None else None
+            for crop in engine.align(rgb, faces) if faces else []:
+                pending.add(len(pending_frames), crop)
+            pending_frames.append((index, time_s, faces, [appearance_descriptor(rgb, face.box) for face in faces], cut))
+            full = len(pending) >= batch
+            if in_flight is not None and (full or in_flight[0].done()):  # rows leave as soon as their batch is embedded
+                waiting.extend(_track(in_flight[0].result(), in_flight[1], engine, tracker, name))
+                yield from _release(waiting, engine, smoothing, averages, report, final=False)
+                in_flight = None
+            if full:
+                in_flight = _embed(model, engine, pending), pending_frames
+                pending_frames = []
+        if in_flight is not None:
+            waiting.extend(_track(in_flight[0].result(), in_flight[1], engine, tracker, name))
+        waiting.extend(_track(_embed(model, engine, pending).result(), pending_frames, engine, tracker, name))
     yield from _release(waiting, engine, smoothing, averages, report, final=True)
     report.tracks = len(averages)
     report.track_ids = sorted(averages)
@@ -269,14 +280,19 @@ def extract_video(extractor: Source, path: str | os.PathLike, **options: Any) ->
     return frame
 
 
-def _embed_and_track(engine: FaceEngine, pending: PendingBatch, frames: list[tuple[int, float, list[Face], list[np.ndarray], bool]],
-                     tracker: FaceTracker, name: str) -> Iterator[list[tuple[dict[str, Any], np.ndarray, Track]]]:
-    """Embed every pending crop in one model call, then feed the tracker frame by frame, in order (telling it of scene cuts).
+def _embed(model: ThreadPoolExecutor, engine: FaceEngine, pending: PendingBatch) -> Future:
+    """Start embedding every pending crop in one model call (the batch is empty afterwards); the future holds
+    the model's outputs, or ``None`` when no frame had a face."""
+    _, crops = pending.take()
+    return model.submit(lambda: None if crops is None else engine.predict(crops))
+
+
+def _track(result: dict[str, np.ndarray] | None, frames: list[tuple[int, float, list[Face], list[np.ndarray], bool]],
+           engine: FaceEngine, tracker: FaceTracker, name: str) -> Iterator[list[tuple[dict[str, Any], np.ndarray, Track]]]:
+    """Feed one embedded batch's frames to the tracker, in order (telling it of scene cuts).
 
     Each entry is (the engine's row plus ``frame``/``time_s``, raw values to smooth, track).
     """
-    _, crops = pending.take()
-    result = engine.predict(crops) if crops is not None else None
     start = 0
     for index, time_s, faces, looks, cut in frames:
         stop = start + len(faces)
@@ -292,7 +308,6 @@ def _embed_and_track(engine: FaceEngine, pending: PendingBatch, frames: list[tup
             entries.append((row, outputs["probabilities"] if va is None else np.concatenate([outputs["probabilities"], va]), track))
         start = stop
         yield entries
-    frames.clear()
 
 
 def _release(waiting: deque, engine: FaceEngine, smoothing: float, averages: dict[int, np.ndarray],
