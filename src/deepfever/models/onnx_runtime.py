@@ -53,6 +53,9 @@ class OnnxModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or 0
         options.inter_op_num_threads = 1
+        # Idle threads sleep rather than spin: the model shares the cores with decoding and detection
+        # (measured on 2 cores with other work running: 653 vs 598 faces/s, and less CPU per video).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         metadata = self.session.get_modelmeta().custom_metadata_map
         missing = [key for key in ("deepfever_config", *FINGERPRINT_KEYS) if key not in metadata]
