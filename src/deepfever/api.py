@@ -56,11 +56,11 @@ class Extractor:
     The constructor stores and checks settings (``get_params``/``set_params`` as in scikit-learn);
     ``load()`` (called on first use) reads the model and sets ``model_``, ``stage_`` (its face stage),
     ``engine_`` (the ``FaceEngine`` other packages use), ``template_``, ``class_names_``, ``heads_``,
-    ``prior_`` and ``fingerprint_``. Every call returns its own results and report.
+    ``prior_``, ``fingerprint_``, ``device_`` and ``backend_`` (what runs the model: ``onnxruntime`` or ``torch``). Every call returns its own results and report.
 
     Args:
-        model: packaged model name (``arch.tag``), path to a ``.safetensors`` model file, or (backend
-            ``onnxruntime``) a ``.onnx`` file from ``deepfever export onnx``.
+        model: packaged model name (``arch.tag``), path to a ``.safetensors`` model file, or a ``.onnx``
+            file from ``deepfever export onnx`` (run by ONNX Runtime).
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
         detector: face detector for ``extract``: ``yunet``, ``mtcnn`` or ``none`` (each image is one face
             crop); None: the detector the model file records (``deepfever.defaults.DETECTOR`` for the
