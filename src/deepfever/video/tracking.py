@@ -88,6 +88,9 @@ still matches when the other half is covered."""
 PATTERN_REGION, PATTERN_SIZE = (0.15, 0.15, 0.85, 0.6), (16, 8)
 """The upper face (brows, eyes, nose bridge: little expression) as a grey (width, height) thumbnail."""
 
+REID_DOUBT = 0.1
+"""How far below the similarity a lost track needs a new face may look and still make its track wait (``reid_wait``)."""
+
 APPEARANCE_SIZE = len(APPEARANCE_PARTS) * int(np.prod(APPEARANCE_BINS)) + int(np.prod(PATTERN_SIZE))
 """Length of an ``appearance_descriptor``."""
 
@@ -166,6 +169,10 @@ class FaceTracker:
             ``benchmarks/tracking.py`` (same-person descriptors: 5 % below 0.78).
         cut_similarity: after a scene cut, the appearance a track needs to take a detection anywhere.
         velocity_window: frames of reliable observations a velocity is measured over.
+        reid_wait: frames a new track may wait for its id, past ``min_hits``, while a lost track near
+            its path looks almost alike (within ``REID_DOUBT`` of the similarity it needs). A face coming
+            out from behind something shows only a sliver at first and looks like itself a few frames
+            later; until the new track has an id, the lost track can still claim it, and its rows.
 
     Ids are 0, 1, 2, ... in the order tracks are confirmed, so the same input always gives the same ids.
 
@@ -177,10 +184,10 @@ class FaceTracker:
 
     def __init__(self, max_age: int = 24, min_hits: int = 3, min_iou: float = 0.1,
                  appearance_weight: float = 0.3, reid_similarity: float = 0.75, reid_radius: float = 1.5,
-                 cut_similarity: float = 0.8, velocity_window: int = 6) -> None:
-        if max_age < 0 or min_hits < 1 or velocity_window < 1:
-            raise ValueError(f"FaceTracker: need max_age >= 0, min_hits >= 1 and velocity_window >= 1, got "
-                             f"max_age={max_age}, min_hits={min_hits}, velocity_window={velocity_window}")
+                 cut_similarity: float = 0.8, velocity_window: int = 6, reid_wait: int = 12) -> None:
+        if max_age < 0 or min_hits < 1 or velocity_window < 1 or reid_wait < 0:
+            raise ValueError(f"FaceTracker: need max_age >= 0, min_hits >= 1, velocity_window >= 1 and reid_wait >= 0, got "
+                             f"max_age={max_age}, min_hits={min_hits}, velocity_window={velocity_window}, reid_wait={reid_wait}")
         for name, value in (("min_iou", min_iou), ("appearance_weight", appearance_weight),
                             ("reid_similarity", reid_similarity), ("cut_similarity", cut_similarity)):
             if not 0 <= value < 1 if name in ("min_iou", "appearance_weight") else not 0 <= value <= 1:
@@ -195,6 +202,7 @@ class FaceTracker:
         self.reid_radius = reid_radius
         self.cut_similarity = cut_similarity
         self.velocity_window = velocity_window
+        self.reid_wait = reid_wait
         self.tracks: list[Track] = []
         self._next_id = 0
         self._frame = -1
@@ -225,7 +233,13 @@ class FaceTracker:
         looks = self._looks(live, boxes, embeddings, appearances)
         predicted = [track.predicted_box(self._frame) for track in live]
         pairs = self._match_overlapping(live, predicted, boxes, looks)
-        pairs += self._match_lost(live, boxes, looks, pairs)
+        claimed, doubtful = self._match_lost(live, boxes, looks, pairs)
+        taken = {box_index: track_index for track_index, box_index in pairs}
+        for track_index, box_index in claimed:
+            young = taken.pop(box_index, None)
+            if young is not None:  # the new track was this lost one all along: its rows take the old id
+                live[young].id, live[young].state = live[track_index].id, DELETED
+        pairs = [(track_index, box_index) for box_index, track_index in taken.items()] + claimed
         owner = {box_index: track_index for track_index, box_index in pairs}
         overlapped = [self._crowded(boxes, box_index, live, predicted, owner.get(box_index)) for box_index in range(len(boxes))]
         assigned: list[Track | None] = [None] * len(boxes)
@@ -249,8 +263,9 @@ class FaceTracker:
                               None if appearances is None else appearances[box_index])
                 assigned[box_index] = track
                 self.tracks.append(track)
+        waiting = {id(assigned[box_index]) for box_index in doubtful}
         for track in self.tracks:  # creation order, so ids follow it
-            if track.state == TENTATIVE and track.hits >= self.min_hits:
+            if track.state == TENTATIVE and track.hits >= self.min_hits + (self.reid_wait if id(track) in waiting else 0):
                 track.state, track.id = CONFIRMED, self._next_id
                 self._next_id += 1
         self.tracks = [track for track in self.tracks if track.state != DELETED]
@@ -258,15 +273,22 @@ class FaceTracker:
 
     def _looks(self, tracks: list[Track], boxes: np.ndarray, embeddings: np.ndarray | None,
                appearances: np.ndarray | None) -> np.ndarray | None:
-        """(tracks, boxes) appearance similarity in [0, 1]: descriptors when every track has some, else embeddings."""
-        if not tracks or not len(boxes):
+        """(tracks, boxes) appearance similarity in [0, 1], NaN for a track with nothing to compare yet.
+
+        Descriptors when given (a track compares its gallery), else embeddings mapped to [0, 1]. Each track
+        counts on its own: a new track whose first box was crowded has no gallery, and must not blind the
+        others to appearance, least of all a lost track re-emerging beside it.
+        """
+        if not tracks or not len(boxes) or (appearances is None and embeddings is None):
             return None
-        if appearances is not None and all(track.gallery for track in tracks):
-            descriptors = np.asarray(appearances, np.float64)
-            return np.stack([appearance_similarity(np.stack(track.gallery), descriptors) for track in tracks])
-        if embeddings is not None and all(track.embedding is not None for track in tracks):
-            return (1.0 + np.stack([track.embedding for track in tracks]) @ np.asarray(embeddings, np.float64).T) / 2
-        return None
+        looks = np.full((len(tracks), len(boxes)), np.nan)
+        for index, track in enumerate(tracks):
+            if appearances is not None:
+                if track.gallery:
+                    looks[index] = appearance_similarity(np.stack(track.gallery), np.asarray(appearances, np.float64))
+            elif track.embedding is not None:
+                looks[index] = (1.0 + np.asarray(embeddings, np.float64) @ track.embedding) / 2
+        return looks
 
     def _match_overlapping(self, tracks: list[Track], predicted: list[np.ndarray], boxes: np.ndarray,
                            looks: np.ndarray | None) -> list[tuple[int, int]]:
@@ -284,29 +306,32 @@ class FaceTracker:
         cost = 1.0 - iou
         if looks is not None:
             alike = looks[candidates]
+            known = ~np.isnan(alike)  # a track with nothing to compare goes by overlap alone
             lost = np.array([tracks[index].misses > 0 for index in candidates])[:, None]
-            allowed &= ~lost | (alike >= self.reid_similarity)
+            allowed &= ~(lost & known) | (alike >= self.reid_similarity)
             weight = np.where(allowed.sum(axis=0) > 1, max(self.appearance_weight, 0.8), self.appearance_weight)
-            cost = (1 - weight) * cost + weight * (1.0 - alike)
+            cost = np.where(known, (1 - weight) * cost + weight * (1.0 - np.nan_to_num(alike)), cost)
         # Confirmed tracks win ties against tentative ones; a tiny bias keeps the assignment deterministic.
         cost = cost + np.array([0.0 if tracks[index].state == CONFIRMED else 1e-3 for index in candidates])[:, None]
         rows, cols = linear_sum_assignment(np.where(allowed, cost, 1e6))
         return [(candidates[r], int(c)) for r, c in zip(rows, cols) if allowed[r, c]]
 
     def _match_lost(self, tracks: list[Track], boxes: np.ndarray, looks: np.ndarray | None,
-                    taken: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        """Second round: confirmed tracks still unmatched take the detections left by appearance and place.
+                    taken: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], list[int]]:
+        """Second round: confirmed tracks still unmatched take, by appearance and place, the detections left
+        or taken by a tentative track (a lost face coming back is often first seen as someone new).
 
         Place is the distance, in face widths, from the path between the track's last reliable box and
         half as far again as its predicted one (it may have stopped, or sped up); after a scene cut it
-        does not count.
+        does not count. Returns the pairs, and the detections left that a lost track nearby almost
+        claimed (their new tracks wait for an id, ``reid_wait``).
         """
         used_tracks = {t for t, _ in taken}
-        used_boxes = {b for _, b in taken}
+        tentative = {b for t, b in taken if tracks[t].state == TENTATIVE}
         lost = [index for index, track in enumerate(tracks) if index not in used_tracks and track.state == CONFIRMED]
-        free = [index for index in range(len(boxes)) if index not in used_boxes]
+        free = [index for index in range(len(boxes)) if index in tentative or index not in {b for _, b in taken}]
         if not lost or not free or looks is None:
-            return []
+            return [], []
         predicted = np.stack([tracks[index].predicted_box(self._frame) for index in lost])
         anchors = np.stack([tracks[index].box if tracks[index].anchor is None else tracks[index].anchor for index in lost])
         widths = np.maximum(anchors[:, 2] - anchors[:, 0], 1.0)[:, None]
@@ -314,11 +339,16 @@ class FaceTracker:
         distance = _distance_to_segments(_centres(boxes[free]), _centres(anchors), reach) / widths
         after_cut = np.array([tracks[index].after_cut for index in lost])[:, None]
         alike = looks[np.ix_(lost, free)]
-        allowed = np.where(after_cut, alike >= self.cut_similarity, (distance <= self.reid_radius) & (alike >= self.reid_similarity))
+        near = after_cut | (distance <= self.reid_radius)
+        needed = np.where(after_cut, self.cut_similarity, self.reid_similarity)
+        allowed = near & (alike >= needed)
         place = np.where(after_cut, 1.0, np.minimum(distance / max(self.reid_radius, 1e-9), 1.0))
         cost = 0.5 * place + 0.5 * (1.0 - alike)
         rows, cols = linear_sum_assignment(np.where(allowed, cost, 1e6))
-        return [(lost[r], free[c]) for r, c in zip(rows, cols) if allowed[r, c]]
+        pairs = [(lost[r], free[c]) for r, c in zip(rows, cols) if allowed[r, c]]
+        claimed = {b for _, b in pairs}
+        almost = (near & (alike >= needed - REID_DOUBT)).any(axis=0)
+        return pairs, [box for box, doubt in zip(free, almost) if doubt and box not in claimed]
 
     def _crowded(self, boxes: np.ndarray, box_index: int, tracks: list[Track], predicted: list[np.ndarray],
                  owner: int | None) -> bool:
