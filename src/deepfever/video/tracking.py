@@ -77,19 +77,17 @@ class Track:
 APPEARANCE_BINS = (8, 4, 4)
 """Hue, saturation and value bins of each colour part's histogram (128 values)."""
 
-APPEARANCE_PARTS = (
-    (0.1, 0.1, 0.9, 0.9),   # the face without its border (no background, whatever the shot)
-    (0.1, 0.1, 0.5, 0.9),   # its left half
-    (0.5, 0.1, 0.9, 0.9),   # its right half
-)
-"""Colour regions of the descriptor as fractions of the face box (left, top, right, bottom); each half
-still matches when the other half is covered."""
+APPEARANCE_REGION, APPEARANCE_THUMBNAIL = (0.1, 0.1, 0.9, 0.9), 64
+"""The face without its border (no background, whatever the shot), as fractions of the face box (left, top,
+right, bottom), sampled once on a 64x64 grid before anything else: the cost no longer grows with the face,
+and 4,096 pixels give the coarse histograms and the pattern all they need."""
+
+APPEARANCE_PARTS = ("whole", "left half", "right half")
+"""Colour parts of the sample; each half still matches when the other half is covered."""
 
 PATTERN_REGION, PATTERN_SIZE = (0.15, 0.15, 0.85, 0.6), (16, 8)
-"""The upper face (brows, eyes, nose bridge: little expression) as a grey (width, height) thumbnail."""
-
-REID_DOUBT = 0.1
-"""How far below the similarity a lost track needs a new face may look and still make its track wait (``reid_wait``)."""
+"""The upper face (brows, eyes, nose bridge: little expression), as fractions of the face box, as a grey
+(width, height) thumbnail."""
 
 APPEARANCE_SIZE = len(APPEARANCE_PARTS) * int(np.prod(APPEARANCE_BINS)) + int(np.prod(PATTERN_SIZE))
 """Length of an ``appearance_descriptor``."""
@@ -98,27 +96,33 @@ APPEARANCE_SIZE = len(APPEARANCE_PARTS) * int(np.prod(APPEARANCE_BINS)) + int(np
 def appearance_descriptor(rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
     """What a face looks like, apart from where it is and what it expresses: colours and the upper face's pattern.
 
-    Colour histograms (HSV, square-rooted, unit length) of the face inside its border and of its left
-    and right halves, then the upper face shrunk to a 16x8 grey thumbnail, zero mean and unit length.
-    Only pixels inside the face box count, so a new background after a cut or behind a walking person
-    changes nothing. A region outside the image is all zeros. Compare with ``appearance_similarity``.
+    The face inside its border is sampled on a 64x64 grid (nearest pixels: colours stay unmixed); then
+    colour histograms (HSV, square-rooted, unit length) of the whole sample and of its left and right
+    halves, and its upper face shrunk to a 16x8 grey thumbnail, zero mean and unit length. Only pixels
+    inside the face box count, so a new background after a cut or behind a walking person changes
+    nothing. A region outside the image is all zeros. Compare with ``appearance_similarity``.
     """
     bins = int(np.prod(APPEARANCE_BINS))
     parts = np.zeros(APPEARANCE_SIZE)
-    for number, region in enumerate(APPEARANCE_PARTS):
-        patch = _region(rgb, box, region)
-        if patch is None:
-            continue
-        hsv = cv2.cvtColor(patch, cv2.COLOR_RGB2HSV)
-        histogram = cv2.calcHist([hsv], [0, 1, 2], None, list(APPEARANCE_BINS), [0, 180, 0, 256, 0, 256]).ravel()
+    patch = _region(rgb, box, APPEARANCE_REGION)
+    if patch is None:
+        return parts
+    side = APPEARANCE_THUMBNAIL
+    thumbnail = cv2.resize(patch, (side, side), interpolation=cv2.INTER_NEAREST)  # a sample of the pixels, colours unmixed
+    hsv = cv2.cvtColor(thumbnail, cv2.COLOR_RGB2HSV)
+    left, right = (cv2.calcHist([np.ascontiguousarray(half)], [0, 1, 2], None, list(APPEARANCE_BINS), [0, 180, 0, 256, 0, 256]).ravel()
+                   for half in (hsv[:, :side // 2], hsv[:, side // 2:]))
+    for number, histogram in enumerate((left + right, left, right)):  # the order of APPEARANCE_PARTS
         root = np.sqrt(histogram / max(float(histogram.sum()), 1.0))
         parts[number * bins:(number + 1) * bins] = root / max(float(np.linalg.norm(root)), 1e-12)
-    patch = _region(rgb, box, PATTERN_REGION)
-    if patch is not None:
-        grey = cv2.resize(cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY), PATTERN_SIZE, interpolation=cv2.INTER_AREA).astype(np.float64).ravel()
-        grey -= grey.mean()
-        norm = float(np.linalg.norm(grey))
-        parts[len(APPEARANCE_PARTS) * bins:] = grey / norm if norm > 1e-6 * grey.size else 0.0
+    (origin_x, origin_y, end_x, end_y), (left_x, top_y, right_x, bottom_y) = APPEARANCE_REGION, PATTERN_REGION
+    x1, x2 = (round(side * (value - origin_x) / (end_x - origin_x)) for value in (left_x, right_x))
+    y1, y2 = (round(side * (value - origin_y) / (end_y - origin_y)) for value in (top_y, bottom_y))
+    grey = cv2.cvtColor(np.ascontiguousarray(thumbnail[y1:y2, x1:x2]), cv2.COLOR_RGB2GRAY)
+    grey = cv2.resize(grey, PATTERN_SIZE, interpolation=cv2.INTER_AREA).astype(np.float64).ravel()
+    grey -= grey.mean()
+    norm = float(np.linalg.norm(grey))
+    parts[len(APPEARANCE_PARTS) * bins:] = grey / norm if norm > 1e-6 * grey.size else 0.0
     return parts
 
 
@@ -130,7 +134,7 @@ def _region(rgb: np.ndarray, box: np.ndarray, region: tuple[float, float, float,
     top, bottom = int(max(0, y1 + region[1] * height)), int(min(rgb.shape[0], y1 + region[3] * height))
     if right - left < 2 or bottom - top < 2:
         return None
-    return np.ascontiguousarray(rgb[top:bottom, left:right])
+    return rgb[top:bottom, left:right]
 
 
 def appearance_similarity(gallery: np.ndarray, descriptors: np.ndarray) -> np.ndarray:
@@ -147,6 +151,10 @@ def appearance_similarity(gallery: np.ndarray, descriptors: np.ndarray) -> np.nd
                         d[:, :count * bins].reshape(len(d), count, bins)).max(axis=2)
     pattern = (1.0 + g[:, count * bins:] @ d[:, count * bins:].T) / 2
     return (0.5 * colours + 0.5 * pattern).max(axis=0)
+
+
+REID_DOUBT = 0.1
+"""How far below the similarity a lost track needs a new face may look and still make its track wait (``reid_wait``)."""
 
 
 class FaceTracker:
