@@ -130,3 +130,64 @@ def test_half_covered_face_still_looks_like_itself():
     a, b, half = (appearance_descriptor(image, box) for image, box in ((frame, box_a), (frame, box_b), (covered, box_a)))
     same, other = appearance_similarity(a[None], np.stack([half, b]))
     assert same > 0.8 > 0.6 > other
+
+
+def looks_like(similarity: float) -> np.ndarray:
+    """A synthetic descriptor whose ``appearance_similarity`` to ``looks_like(1.0)`` is ``similarity`` (>= 0.25):
+    every colour part and the pattern at the same angle from the reference."""
+    from deepfever.video.tracking import APPEARANCE_SIZE, APPEARANCE_PARTS
+
+    cosine = (similarity - 0.25) / 0.75
+    parts = len(APPEARANCE_PARTS) + 1
+    size = APPEARANCE_SIZE // parts
+    part = np.zeros(size)
+    part[0], part[1] = cosine, np.sqrt(1 - cosine ** 2)
+    descriptor = np.tile(part, parts)
+    assert abs(appearance_similarity(np.tile(np.eye(size)[0], parts)[None], descriptor[None])[0] - similarity) < 1e-9
+    return descriptor
+
+
+def box_at(x: float) -> np.ndarray:
+    return np.array([x, 0.0, x + 40, 48.0])
+
+
+def test_new_track_without_looks_does_not_blind_a_lost_one():
+    """Two people side by side (touching boxes: no reliable look yet) must not switch appearance off for
+    everyone: A, lost, comes back just beside where it was and is re-identified by its looks."""
+    tracker = FaceTracker(max_age=50, min_hits=1)
+    stranger = looks_like(0.3)
+    a_ids = set()
+    for t in range(12):
+        boxes, looks = [box_at(200), box_at(240.5)], [stranger, stranger]  # B and C, touching
+        if t < 5 or t >= 10:
+            boxes.append(box_at(0 if t < 5 else 50))  # A leaves for 5 frames, then reappears 1.25 widths away
+            looks.append(looks_like(1.0))
+        tracks = tracker.update(np.stack(boxes), appearances=np.stack(looks))
+        if len(tracks) == 3:
+            a_ids.add(tracks[2].id)
+    assert a_ids == {tracks[2].id} and tracks[2].id not in {tracks[0].id, tracks[1].id}, a_ids
+
+
+def test_lost_track_claims_a_face_coming_out_first_as_a_sliver():
+    """A face coming out from behind something looks only almost like itself at first (0.7 < 0.75): its
+    new track waits for an id, and when the face looks like the lost track again the lost track takes it,
+    rows of the waiting frames included."""
+    tracker = FaceTracker(max_age=50, min_hits=2)
+    seen = []
+    for t in range(21):
+        if 6 <= t < 16:  # hidden
+            tracker.update(np.zeros((0, 4)), appearances=np.zeros((0, len(looks_like(1.0)))))
+            continue
+        box, looks = (box_at(0), 1.0) if t < 6 else (box_at(50), 0.7) if t < 18 else (box_at(52), 1.0)
+        (track,) = tracker.update(box[None], appearances=looks_like(looks)[None])
+        seen.append(track)
+    assert {track.id for track in seen} == {0}, [track.id for track in seen]
+
+
+def test_new_track_waits_for_its_id_at_most_reid_wait_frames():
+    """Someone new who only almost looks like a lost person gets their own id after ``min_hits + reid_wait``."""
+    tracker = FaceTracker(max_age=50, min_hits=2, reid_wait=5)
+    for t in range(6):
+        tracker.update(box_at(0)[None], appearances=looks_like(1.0)[None])
+    ids = [tracker.update(box_at(50)[None], appearances=looks_like(0.7)[None])[0].id for _ in range(8)]
+    assert ids == [None] * 6 + [1, 1], ids
