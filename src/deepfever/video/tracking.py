@@ -77,13 +77,12 @@ class Track:
 APPEARANCE_BINS = (8, 4, 4)
 """Hue, saturation and value bins of each colour part's histogram (128 values)."""
 
-APPEARANCE_REGION, APPEARANCE_THUMBNAIL = (0.1, 0.1, 0.9, 0.9), 64
+APPEARANCE_REGION = (0.1, 0.1, 0.9, 0.9)
 """The face without its border (no background, whatever the shot), as fractions of the face box (left, top,
-right, bottom), sampled once on a 64x64 grid before anything else: the cost no longer grows with the face,
-and 4,096 pixels give the coarse histograms and the pattern all they need."""
+right, bottom); its colours are measured as a whole and by halves."""
 
 APPEARANCE_PARTS = ("whole", "left half", "right half")
-"""Colour parts of the sample; each half still matches when the other half is covered."""
+"""Colour parts of the descriptor; each half still matches when the other half is covered."""
 
 PATTERN_REGION, PATTERN_SIZE = (0.15, 0.15, 0.85, 0.6), (16, 8)
 """The upper face (brows, eyes, nose bridge: little expression), as fractions of the face box, as a grey
@@ -96,34 +95,40 @@ APPEARANCE_SIZE = len(APPEARANCE_PARTS) * int(np.prod(APPEARANCE_BINS)) + int(np
 def appearance_descriptor(rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
     """What a face looks like, apart from where it is and what it expresses: colours and the upper face's pattern.
 
-    The face inside its border is sampled on a 64x64 grid (nearest pixels: colours stay unmixed); then
-    colour histograms (HSV, square-rooted, unit length) of the whole sample and of its left and right
-    halves, and its upper face shrunk to a 16x8 grey thumbnail, zero mean and unit length. Only pixels
-    inside the face box count, so a new background after a cut or behind a walking person changes
-    nothing. A region outside the image is all zeros. Compare with ``appearance_similarity``.
+    Colour histograms (HSV, square-rooted, unit length) of the face inside its border and of its left
+    and right halves, then the upper face shrunk to a 16x8 grey thumbnail, zero mean and unit length.
+    Only pixels inside the face box count, so a new background after a cut or behind a walking person
+    changes nothing. A region outside the image (a half narrower than 2 pixels) is all zeros. Compare
+    with ``appearance_similarity``.
     """
     bins = int(np.prod(APPEARANCE_BINS))
     parts = np.zeros(APPEARANCE_SIZE)
     patch = _region(rgb, box, APPEARANCE_REGION)
-    if patch is None:
-        return parts
-    side = APPEARANCE_THUMBNAIL
-    thumbnail = cv2.resize(patch, (side, side), interpolation=cv2.INTER_NEAREST)  # a sample of the pixels, colours unmixed
-    hsv = cv2.cvtColor(thumbnail, cv2.COLOR_RGB2HSV)
-    left, right = (cv2.calcHist([np.ascontiguousarray(half)], [0, 1, 2], None, list(APPEARANCE_BINS), [0, 180, 0, 256, 0, 256]).ravel()
-                   for half in (hsv[:, :side // 2], hsv[:, side // 2:]))
-    for number, histogram in enumerate((left + right, left, right)):  # the order of APPEARANCE_PARTS
-        root = np.sqrt(histogram / max(float(histogram.sum()), 1.0))
-        parts[number * bins:(number + 1) * bins] = root / max(float(np.linalg.norm(root)), 1e-12)
-    (origin_x, origin_y, end_x, end_y), (left_x, top_y, right_x, bottom_y) = APPEARANCE_REGION, PATTERN_REGION
-    x1, x2 = (round(side * (value - origin_x) / (end_x - origin_x)) for value in (left_x, right_x))
-    y1, y2 = (round(side * (value - origin_y) / (end_y - origin_y)) for value in (top_y, bottom_y))
-    grey = cv2.cvtColor(np.ascontiguousarray(thumbnail[y1:y2, x1:x2]), cv2.COLOR_RGB2GRAY)
-    grey = cv2.resize(grey, PATTERN_SIZE, interpolation=cv2.INTER_AREA).astype(np.float64).ravel()
-    grey -= grey.mean()
-    norm = float(np.linalg.norm(grey))
-    parts[len(APPEARANCE_PARTS) * bins:] = grey / norm if norm > 1e-6 * grey.size else 0.0
+    if patch is not None:
+        # One conversion, one histogram per half; the whole face's is their sum (the halves split it exactly).
+        hsv = cv2.cvtColor(patch, cv2.COLOR_RGB2HSV)
+        x1, x2 = float(box[0]), float(box[2])
+        start = int(max(0.0, x1 + APPEARANCE_REGION[0] * (x2 - x1)))  # the patch's first column in the image
+        middle = min(max(int(x1 + 0.5 * (x2 - x1)) - start, 0), hsv.shape[1])
+        halves = [_histogram(hsv[:, :middle]), _histogram(hsv[:, middle:])]
+        for number, (histogram, wide) in enumerate(((halves[0] + halves[1], True), (halves[0], middle >= 2),
+                                                    (halves[1], hsv.shape[1] - middle >= 2))):  # APPEARANCE_PARTS' order
+            if wide:
+                root = np.sqrt(histogram / max(float(histogram.sum()), 1.0))
+                parts[number * bins:(number + 1) * bins] = root / max(float(np.linalg.norm(root)), 1e-12)
+    patch = _region(rgb, box, PATTERN_REGION)
+    if patch is not None:
+        grey = cv2.resize(cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY), PATTERN_SIZE, interpolation=cv2.INTER_AREA).astype(np.float64).ravel()
+        grey -= grey.mean()
+        norm = float(np.linalg.norm(grey))
+        parts[len(APPEARANCE_PARTS) * bins:] = grey / norm if norm > 1e-6 * grey.size else 0.0
     return parts
+
+
+def _histogram(hsv: np.ndarray) -> np.ndarray:
+    if hsv.shape[1] == 0:
+        return np.zeros(int(np.prod(APPEARANCE_BINS)), np.float32)
+    return cv2.calcHist([np.ascontiguousarray(hsv)], [0, 1, 2], None, list(APPEARANCE_BINS), [0, 180, 0, 256, 0, 256]).ravel()
 
 
 def _region(rgb: np.ndarray, box: np.ndarray, region: tuple[float, float, float, float]) -> np.ndarray | None:
