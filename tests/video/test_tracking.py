@@ -132,18 +132,22 @@ def test_half_covered_face_still_looks_like_itself():
     assert same > 0.8 > 0.6 > other
 
 
-def looks_like(similarity: float) -> np.ndarray:
-    """A synthetic descriptor whose ``appearance_similarity`` to ``looks_like(1.0)`` is ``similarity`` (>= 0.25):
-    every colour part and the pattern at the same angle from the reference."""
-    from deepfever.video.tracking import APPEARANCE_SIZE, APPEARANCE_PARTS
+def synthetic_descriptor(direction: list[float]) -> np.ndarray:
+    """A descriptor whose every colour part and pattern is the unit ``direction`` (a few values, zeros after):
+    two of them are ``0.75 * cosine + 0.25`` alike."""
+    from deepfever.video.tracking import APPEARANCE_PARTS, APPEARANCE_SIZE
 
-    cosine = (similarity - 0.25) / 0.75
     parts = len(APPEARANCE_PARTS) + 1
-    size = APPEARANCE_SIZE // parts
-    part = np.zeros(size)
-    part[0], part[1] = cosine, np.sqrt(1 - cosine ** 2)
-    descriptor = np.tile(part, parts)
-    assert abs(appearance_similarity(np.tile(np.eye(size)[0], parts)[None], descriptor[None])[0] - similarity) < 1e-9
+    part = np.zeros(APPEARANCE_SIZE // parts)
+    part[:len(direction)] = np.asarray(direction) / np.linalg.norm(direction)
+    return np.tile(part, parts)
+
+
+def looks_like(similarity: float) -> np.ndarray:
+    """A synthetic descriptor whose ``appearance_similarity`` to ``looks_like(1.0)`` is ``similarity`` (>= 0.25)."""
+    cosine = (similarity - 0.25) / 0.75
+    descriptor = synthetic_descriptor([cosine, np.sqrt(1 - cosine ** 2)])
+    assert abs(appearance_similarity(synthetic_descriptor([1.0])[None], descriptor[None])[0] - similarity) < 1e-9
     return descriptor
 
 
@@ -191,3 +195,22 @@ def test_new_track_waits_for_its_id_at_most_reid_wait_frames():
         tracker.update(box_at(0)[None], appearances=looks_like(1.0)[None])
     ids = [tracker.update(box_at(50)[None], appearances=looks_like(0.7)[None])[0].id for _ in range(8)]
     assert ids == [None] * 6 + [1, 1], ids
+
+
+def test_a_good_pair_is_not_given_up_to_pair_everyone():
+    """B walks on where A was hidden; B's face also looks a little like A (0.75), and A comes out beside it,
+    looking like nobody yet. B keeps its face: A must not take it just so that B can be paired with the
+    face beside (overlap 0.2, looks 0.25) and everyone gets a partner (plain Hungarian did exactly that)."""
+    tracker = FaceTracker(max_age=50, min_hits=1)
+    a, b = synthetic_descriptor([0.0, 1.0]), synthetic_descriptor([1.0, 0.0])
+    for t in range(26):
+        if t < 5:
+            (track_a,) = tracker.update(box_at(120)[None], appearances=a[None])
+        elif t >= 20:  # A hidden long enough that B's boxes are its own, reliable ones
+            (track_b,) = tracker.update(box_at(100)[None], appearances=b[None])
+        else:
+            tracker.update(np.zeros((0, 4)), appearances=np.zeros((0, len(a))))
+    b_face, beside = synthetic_descriptor([0.74, 0.6726]), synthetic_descriptor([0.0, 0.0, 1.0])
+    assert appearance_similarity(a[None], b_face[None])[0] > 0.75
+    tracks = tracker.update(np.stack([box_at(101), box_at(125)]), appearances=np.stack([b_face, beside]))
+    assert tracks[0] is track_b and tracks[1] is not track_a
