@@ -10,8 +10,12 @@ new one, as if the gap had been observed.
 Matching is two assignment problems per frame (Hungarian, ``scipy.optimize.linear_sum_assignment``):
 first tracks take detections overlapping their predicted box, on a cost of overlap and appearance
 (appearance decides most where one face overlaps several predictions, as when two people cross; a
-lost track must also look alike); then lost tracks (kept ``max_age`` frames) take what is left when
-they look alike and the face lies near the path from their last reliable box to their predicted one.
+lost track must also look alike; a pair is never forced in just so that everyone gets a partner); then
+lost tracks (kept ``max_age`` frames) take what is left, or what a new track took, when they look alike
+and the face lies near the path from their last reliable box to their predicted one. A new track that a
+lost one nearly recognises waits for its id (``reid_wait``): a face coming out from behind something
+shows a sliver first, and looks like itself a few frames later.
+
 Appearance is ``appearance_descriptor``: colours of the face and of each half (a half covered face
 still matches) and the pattern of the upper face, all from inside the face box, so a new background
 does not change it. After a scene cut (``update(..., scene_cut=True)``, from
