@@ -214,3 +214,21 @@ def test_a_good_pair_is_not_given_up_to_pair_everyone():
     assert appearance_similarity(a[None], b_face[None])[0] > 0.75
     tracks = tracker.update(np.stack([box_at(101), box_at(125)]), appearances=np.stack([b_face, beside]))
     assert tracks[0] is track_b and tracks[1] is not track_a
+
+
+def test_descriptor_colours_are_those_of_the_face_and_of_each_half():
+    """The whole face's histogram is taken as the sum of its halves' (one conversion, two histograms):
+    it must equal the histograms of the three regions measured one by one, also for a box over the edge."""
+    from deepfever.video.tracking import APPEARANCE_BINS
+
+    frame = draw_people((90, 90, 90), [("A", 40, 40, 40), ("B", 290, 40, 40)])
+    bins = int(np.prod(APPEARANCE_BINS))
+    for box in (face_box(40, 40, 40), face_box(290, 40, 40), np.array([-13.7, 21.2, 27.9, 70.4])):
+        descriptor = appearance_descriptor(frame, box)
+        for number, (left, right) in enumerate(((0.1, 0.9), (0.1, 0.5), (0.5, 0.9))):
+            x1, x2 = int(max(0, box[0] + left * (box[2] - box[0]))), int(min(frame.shape[1], box[0] + right * (box[2] - box[0])))
+            y1, y2 = int(max(0, box[1] + 0.1 * (box[3] - box[1]))), int(min(frame.shape[0], box[1] + 0.9 * (box[3] - box[1])))
+            hsv = cv2.cvtColor(np.ascontiguousarray(frame[y1:y2, x1:x2]), cv2.COLOR_RGB2HSV)
+            histogram = cv2.calcHist([hsv], [0, 1, 2], None, list(APPEARANCE_BINS), [0, 180, 0, 256, 0, 256]).ravel()
+            root = np.sqrt(histogram / histogram.sum())
+            np.testing.assert_allclose(descriptor[number * bins:(number + 1) * bins], root / np.linalg.norm(root), atol=1e-12)
