@@ -167,10 +167,11 @@ REID_DOUBT = 0.1
 
 
 UNMATCHED_COST = 0.4
-"""What leaving a track or a detection unpaired costs in the first round (pair costs lie in [0, 1]): a pair
-is never forced in, to make room for a worse one, when it costs more than leaving both alone (0.8). Chosen
-on the dev seeds of ``benchmarks/tracking.py`` and extra seeds 9-29 (never the report seeds): fewer
-switches in slow crossings and crowds, none more elsewhere."""
+"""What leaving a track or a detection unpaired costs in the first round, where a pair costs 0 to 1. Plain
+Hungarian pairs as many as it can, and so gave a face to the wrong person for everyone to get a partner;
+now a poor pair (over 0.8, both left alone) never pushes a better one aside. Chosen on the dev seeds of
+``benchmarks/tracking.py`` (no row changed) and extra seeds 9-29, never the report seeds: fewer switches
+in slow crossings and crowds."""
 
 
 class FaceTracker:
@@ -350,9 +351,9 @@ class FaceTracker:
         claimed (their new tracks wait for an id, ``reid_wait``).
         """
         used_tracks = {t for t, _ in taken}
-        tentative = {b for t, b in taken if tracks[t].state == TENTATIVE}
+        confirmed_boxes = {b for t, b in taken if tracks[t].state != TENTATIVE}
         lost = [index for index, track in enumerate(tracks) if index not in used_tracks and track.state == CONFIRMED]
-        free = [index for index in range(len(boxes)) if index in tentative or index not in {b for _, b in taken}]
+        free = [index for index in range(len(boxes)) if index not in confirmed_boxes]
         if not lost or not free or looks is None:
             return [], []
         predicted = np.stack([tracks[index].predicted_box(self._frame) for index in lost])
