@@ -130,3 +130,105 @@ def test_half_covered_face_still_looks_like_itself():
     a, b, half = (appearance_descriptor(image, box) for image, box in ((frame, box_a), (frame, box_b), (covered, box_a)))
     same, other = appearance_similarity(a[None], np.stack([half, b]))
     assert same > 0.8 > 0.6 > other
+
+
+def synthetic_descriptor(direction: list[float]) -> np.ndarray:
+    """A descriptor whose every colour part and pattern is the unit ``direction`` (a few values, zeros after):
+    two of them are ``0.75 * cosine + 0.25`` alike."""
+    from deepfever.video.tracking import APPEARANCE_PARTS, APPEARANCE_SIZE
+
+    parts = len(APPEARANCE_PARTS) + 1
+    part = np.zeros(APPEARANCE_SIZE // parts)
+    part[:len(direction)] = np.asarray(direction) / np.linalg.norm(direction)
+    return np.tile(part, parts)
+
+
+def looks_like(similarity: float) -> np.ndarray:
+    """A synthetic descriptor whose ``appearance_similarity`` to ``looks_like(1.0)`` is ``similarity`` (>= 0.25)."""
+    cosine = (similarity - 0.25) / 0.75
+    descriptor = synthetic_descriptor([cosine, np.sqrt(1 - cosine ** 2)])
+    assert abs(appearance_similarity(synthetic_descriptor([1.0])[None], descriptor[None])[0] - similarity) < 1e-9
+    return descriptor
+
+
+def box_at(x: float) -> np.ndarray:
+    return np.array([x, 0.0, x + 40, 48.0])
+
+
+def test_new_track_without_looks_does_not_blind_a_lost_one():
+    """Two people side by side (touching boxes: no reliable look yet) must not switch appearance off for
+    everyone: A, lost, comes back just beside where it was and is re-identified by its looks."""
+    tracker = FaceTracker(max_age=50, min_hits=1)
+    stranger = looks_like(0.3)
+    a_ids = set()
+    for t in range(12):
+        boxes, looks = [box_at(200), box_at(240.5)], [stranger, stranger]  # B and C, touching
+        if t < 5 or t >= 10:
+            boxes.append(box_at(0 if t < 5 else 50))  # A leaves for 5 frames, then reappears 1.25 widths away
+            looks.append(looks_like(1.0))
+        tracks = tracker.update(np.stack(boxes), appearances=np.stack(looks))
+        if len(tracks) == 3:
+            a_ids.add(tracks[2].id)
+    assert a_ids == {tracks[2].id} and tracks[2].id not in {tracks[0].id, tracks[1].id}, a_ids
+
+
+def test_lost_track_claims_a_face_coming_out_first_as_a_sliver():
+    """A face coming out from behind something looks only almost like itself at first (0.7 < 0.75): its
+    new track waits for an id, and when the face looks like the lost track again the lost track takes it,
+    rows of the waiting frames included."""
+    tracker = FaceTracker(max_age=50, min_hits=2)
+    seen = []
+    for t in range(21):
+        if 6 <= t < 16:  # hidden
+            tracker.update(np.zeros((0, 4)), appearances=np.zeros((0, len(looks_like(1.0)))))
+            continue
+        box, looks = (box_at(0), 1.0) if t < 6 else (box_at(50), 0.7) if t < 18 else (box_at(52), 1.0)
+        (track,) = tracker.update(box[None], appearances=looks_like(looks)[None])
+        seen.append(track)
+    assert {track.id for track in seen} == {0}, [track.id for track in seen]
+
+
+def test_new_track_waits_for_its_id_at_most_reid_wait_frames():
+    """Someone new who only almost looks like a lost person gets their own id after ``min_hits + reid_wait``."""
+    tracker = FaceTracker(max_age=50, min_hits=2, reid_wait=5)
+    for t in range(6):
+        tracker.update(box_at(0)[None], appearances=looks_like(1.0)[None])
+    ids = [tracker.update(box_at(50)[None], appearances=looks_like(0.7)[None])[0].id for _ in range(8)]
+    assert ids == [None] * 6 + [1, 1], ids
+
+
+def test_a_good_pair_is_not_given_up_to_pair_everyone():
+    """B walks on where A was hidden; B's face also looks a little like A (0.75), and A comes out beside it,
+    looking like nobody yet. B keeps its face: A must not take it just so that B can be paired with the
+    face beside (overlap 0.2, looks 0.25) and everyone gets a partner (plain Hungarian did exactly that)."""
+    tracker = FaceTracker(max_age=50, min_hits=1)
+    a, b = synthetic_descriptor([0.0, 1.0]), synthetic_descriptor([1.0, 0.0])
+    for t in range(26):
+        if t < 5:
+            (track_a,) = tracker.update(box_at(120)[None], appearances=a[None])
+        elif t >= 20:  # A hidden long enough that B's boxes are its own, reliable ones
+            (track_b,) = tracker.update(box_at(100)[None], appearances=b[None])
+        else:
+            tracker.update(np.zeros((0, 4)), appearances=np.zeros((0, len(a))))
+    b_face, beside = synthetic_descriptor([0.74, 0.6726]), synthetic_descriptor([0.0, 0.0, 1.0])
+    assert appearance_similarity(a[None], b_face[None])[0] > 0.75
+    tracks = tracker.update(np.stack([box_at(101), box_at(125)]), appearances=np.stack([b_face, beside]))
+    assert tracks[0] is track_b and tracks[1] is not track_a
+
+
+def test_descriptor_colours_are_those_of_the_face_and_of_each_half():
+    """The whole face's histogram is taken as the sum of its halves' (one conversion, two histograms):
+    it must equal the histograms of the three regions measured one by one, also for a box over the edge."""
+    from deepfever.video.tracking import APPEARANCE_BINS
+
+    frame = draw_people((90, 90, 90), [("A", 40, 40, 40), ("B", 290, 40, 40)])
+    bins = int(np.prod(APPEARANCE_BINS))
+    for box in (face_box(40, 40, 40), face_box(290, 40, 40), np.array([-13.7, 21.2, 27.9, 70.4])):
+        descriptor = appearance_descriptor(frame, box)
+        for number, (left, right) in enumerate(((0.1, 0.9), (0.1, 0.5), (0.5, 0.9))):
+            x1, x2 = int(max(0, box[0] + left * (box[2] - box[0]))), int(min(frame.shape[1], box[0] + right * (box[2] - box[0])))
+            y1, y2 = int(max(0, box[1] + 0.1 * (box[3] - box[1]))), int(min(frame.shape[0], box[1] + 0.9 * (box[3] - box[1])))
+            hsv = cv2.cvtColor(np.ascontiguousarray(frame[y1:y2, x1:x2]), cv2.COLOR_RGB2HSV)
+            histogram = cv2.calcHist([hsv], [0, 1, 2], None, list(APPEARANCE_BINS), [0, 180, 0, 256, 0, 256]).ravel()
+            root = np.sqrt(histogram / histogram.sum())
+            np.testing.assert_allclose(descriptor[number * bins:(number + 1) * bins], root / np.linalg.norm(root), atol=1e-12)
