@@ -232,3 +232,19 @@ def test_descriptor_colours_are_those_of_the_face_and_of_each_half():
             histogram = cv2.calcHist([hsv], [0, 1, 2], None, list(APPEARANCE_BINS), [0, 180, 0, 256, 0, 256]).ravel()
             root = np.sqrt(histogram / histogram.sum())
             np.testing.assert_allclose(descriptor[number * bins:(number + 1) * bins], root / np.linalg.norm(root), atol=1e-12)
+
+
+def test_small_assignments_pick_what_scipy_picks_without_importing_it() -> None:
+    """One or two faces are paired by trying permutations (scipy.optimize costs a third of a second to import)."""
+    from scipy.optimize import linear_sum_assignment
+
+    from deepfever.video.tracking import _least_cost_assignment
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        cost = rng.random(tuple(rng.integers(0, 5, 2)))
+        cost[rng.random(cost.shape) < 0.3] = 1e6  # disallowed pairs, as the tracker marks them
+        rows, cols = _least_cost_assignment(cost)
+        expected_rows, expected_cols = linear_sum_assignment(cost)
+        assert np.isclose(cost[rows, cols].sum(), cost[expected_rows, expected_cols].sum())
+        assert len(rows) == len(expected_rows) and list(rows) == sorted(rows)

@@ -41,6 +41,9 @@ FULL_DETECT_EVERY_S = 0.4
 """Seconds between detections at ``detect_side`` on every-frame work; in between, faces are found on a
 smaller copy sized by the faces already seen. Short enough that a newcomer too small for the small copy
 gets rows within half a second (0.4 s, then ``min_hits`` frames)."""
+REID_WAIT_S = 0.5
+"""Seconds a new face's track may wait for its id while a lost track nearly recognises it (``FaceTracker``'s
+``reid_wait``: 12 frames at 25 frames/s, where it was measured)."""
 MIN_FACE_PX = 48
 """Width, in the shrunk copy, of the smallest face seen in the last frame (see ``DetectionSizes``)."""
 
@@ -177,7 +180,8 @@ def iter_frame_rows(
                          f"min_face_px={min_face_px}, full_detect_every_s={full_detect_every_s}")
     engine = engine_of(extractor)
     finder = engine.detector(detector)
-    tracker = FaceTracker(max_age=max(1, round(max_age_s * frame_rate)), min_hits=min_hits)
+    tracker = FaceTracker(max_age=max(1, round(max_age_s * frame_rate)), min_hits=min_hits,
+                          reid_wait=round(REID_WAIT_S * frame_rate))
     report = report if report is not None else VideoReport()
     report.path = name
     batch = batch_size or engine.batch_size

@@ -7,7 +7,7 @@ those frames move the box but teach the track neither motion nor looks, and a lo
 from its last reliable box. When it is found again the velocity is re-estimated from that box and the
 new one, as if the gap had been observed.
 
-Matching is two assignment problems per frame (Hungarian, ``scipy.optimize.linear_sum_assignment``):
+Matching is two assignment problems per frame (Hungarian, ``scipy.optimize.linear_sum_assignment`` for crowds):
 first tracks take detections overlapping their predicted box, on a cost of overlap and appearance
 (appearance decides most where one face overlaps several predictions, as when two people cross; a
 lost track must also look alike; a pair is never forced in just so that everyone gets a partner); then
@@ -26,11 +26,11 @@ does not change it. After a scene cut (``update(..., scene_cut=True)``, from
 from __future__ import annotations
 
 from collections import deque
+from itertools import permutations
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from deepfever.faces.boxes import box_iou
 from deepfever.faces.types import Face
@@ -368,7 +368,7 @@ class FaceTracker:
         allowed = near & (alike >= needed)
         place = np.where(after_cut, 1.0, np.minimum(distance / max(self.reid_radius, 1e-9), 1.0))
         cost = 0.5 * place + 0.5 * (1.0 - alike)
-        rows, cols = linear_sum_assignment(np.where(allowed, cost, 1e6))
+        rows, cols = _least_cost_assignment(np.where(allowed, cost, 1e6))
         pairs = [(lost[r], free[c]) for r, c in zip(rows, cols) if allowed[r, c]]
         claimed = {b for _, b in pairs}
         almost = (near & (alike >= needed - REID_DOUBT)).any(axis=0)
@@ -452,8 +452,31 @@ def _assign(cost: np.ndarray, allowed: np.ndarray, unmatched: float) -> list[tup
     full[:rows, cols:][np.diag_indices(rows)] = unmatched
     full[rows:, :cols][np.diag_indices(cols)] = unmatched
     full[rows:, cols:] = 0.0
-    picked_rows, picked_cols = linear_sum_assignment(full)
+    picked_rows, picked_cols = _least_cost_assignment(full)
     return [(int(r), int(c)) for r, c in zip(picked_rows, picked_cols) if r < rows and c < cols and allowed[r, c]]
+
+
+SMALL_ASSIGNMENT = 4
+"""Assignment problems up to this many rows or columns are solved by trying every permutation (at most 24)."""
+
+
+def _least_cost_assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns (rows ascending) of the one-to-one assignment of least total cost, as scipy's
+    ``linear_sum_assignment`` gives. Small problems (one or two faces: most videos) are solved by trying
+    every permutation, so scipy.optimize, a third of a second to import (a tenth of a short clip's whole
+    run), loads only for crowds."""
+    rows, cols = cost.shape
+    if max(rows, cols) > SMALL_ASSIGNMENT:
+        from scipy.optimize import linear_sum_assignment
+
+        return linear_sum_assignment(cost)
+    if rows > cols:
+        picked_cols, picked_rows = _least_cost_assignment(cost.T)
+        order = np.argsort(picked_rows)
+        return picked_rows[order], picked_cols[order]
+    every_row = np.arange(rows)
+    best = min(permutations(range(cols), rows), key=lambda chosen: float(cost[every_row, list(chosen)].sum()), default=())
+    return every_row if best else np.zeros(0, int), np.asarray(best, int)
 
 
 def _grow(boxes: np.ndarray, share: float = 0.1) -> np.ndarray:
