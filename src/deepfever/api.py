@@ -56,7 +56,8 @@ class Extractor:
     The constructor stores and checks settings (``get_params``/``set_params`` as in scikit-learn);
     ``load()`` (called on first use) reads the model and sets ``model_``, ``stage_`` (its face stage),
     ``engine_`` (the ``FaceEngine`` other packages use), ``template_``, ``class_names_``, ``heads_``,
-    ``prior_``, ``fingerprint_``, ``device_`` and ``backend_`` (what runs the model: ``onnxruntime`` or ``torch``). Every call returns its own results and report.
+    ``prior_``, ``fingerprint_``, ``device_`` and ``backend_`` (what runs the model: ``onnxruntime`` or
+    ``torch``). Every call returns its own results and report.
 
     Args:
         model: packaged model name (``arch.tag``), path to a ``.safetensors`` model file, or a ``.onnx``
