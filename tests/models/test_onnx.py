@@ -187,3 +187,12 @@ def test_auto_falls_back_to_torch_when_the_export_cannot_be_cached(tmp_path: Pat
     assert "running it with torch" in caplog.text
     with pytest.raises(OSError):
         Extractor(device="cpu", backend="onnxruntime").load()  # asked for explicitly: the error, not a fallback
+
+
+def test_onnxruntime_takes_the_thread_count_torchrun_and_ray_give_each_worker(fp32_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers of torchrun and Ray get OMP_NUM_THREADS=1 (torch honours it); two 2-thread sessions on 2 cores fight."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert OnnxModel(fp32_file).session.get_session_options().intra_op_num_threads == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "not a number")
+    assert OnnxModel(fp32_file).session.get_session_options().intra_op_num_threads == 0  # ONNX Runtime's default
+    assert OnnxModel(fp32_file, threads=3).session.get_session_options().intra_op_num_threads == 3
