@@ -193,9 +193,11 @@ class Extractor:
         """The ONNX Runtime model and its fingerprint; ``(None, {})`` when ``backend="auto"`` and it cannot run here."""
         from deepfever.models.onnx_runtime import load_onnx_backend
 
+        # Falls back on a missing onnx package, a cache that cannot be written, an architecture the exporter or
+        # ONNX Runtime cannot take (RuntimeError); a damaged model file (ValueError) is refused by either backend.
         try:
             model = load_onnx_backend(self.model, self.device_)
-        except (ImportError, OSError) as error:  # a missing onnx package, a cache that cannot be written
+        except (ImportError, OSError, RuntimeError) as error:
             if self.backend != "auto" or isinstance(error, FileNotFoundError) or str(self.model).endswith(".onnx"):
                 raise
             logger.warning("ONNX Runtime cannot run %s (%s); running it with torch", self.model, error)

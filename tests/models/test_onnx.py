@@ -189,6 +189,20 @@ def test_auto_falls_back_to_torch_when_the_export_cannot_be_cached(tmp_path: Pat
         Extractor(device="cpu", backend="onnxruntime").load()  # asked for explicitly: the error, not a fallback
 
 
+def test_auto_falls_back_to_torch_when_the_architecture_does_not_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    import deepfever.models.onnx_export as onnx_export
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("Exporting the operator 'aten::made_up' to ONNX opset version 17 is not supported")
+
+    monkeypatch.setenv("DEEPFEVER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(onnx_export, "export_onnx", refuse)
+    extractor = Extractor(device="cpu").load()
+    assert extractor.backend_ == "torch" and "aten::made_up" in caplog.text
+    assert extractor.embed(np.zeros((1, 48, 48), np.uint8)).shape == (1, extractor.model_.config.embedding_dim)
+
+
 def test_onnxruntime_takes_the_thread_count_torchrun_and_ray_give_each_worker(fp32_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Workers of torchrun and Ray get OMP_NUM_THREADS=1 (torch honours it); two 2-thread sessions on 2 cores fight."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
