@@ -328,3 +328,40 @@ def test_detection_size_follows_the_faces_seen_with_full_detections_between():
     # at 320, and so are the next 4 frames
     assert widths(lambda width: [face(100, 200)] + ([face(400, 150)] if width >= 320 else []), 8) == \
         [320, 224, 320, 320, 320, 320, 320, 224, 320, 320]
+
+
+def test_the_model_embeds_in_its_own_thread_while_rows_stream_in_frame_order(tiny_model_file):
+    """Issue 19.3: batches are embedded beside detection (one model thread) and rows leave once their batch is
+    embedded, long before the stream ends."""
+    import threading
+
+    from deepfever.faces.detect import Detector
+    from deepfever.video import Frame, iter_frame_rows
+    from test_tracking import draw_people, face_box
+
+    box = face_box(100.0, 40.0, 40.0).astype(np.float32)
+    consumed, model_threads = [], set()
+
+    def frames():
+        for index in range(60):
+            consumed.append(index)
+            yield Frame(index, index / 25, draw_people((90, 90, 90), [("A", 100.0, 40.0, 40.0)]))
+
+    class GroundTruth(Detector):
+        def detect(self, image):
+            return [Face(box=box, landmarks=np.array([[box[0] + 12 + 8 * (i % 2), box[1] + 16 + 6 * (i // 2)] for i in range(5)],
+                                                     np.float32), score=0.99)]
+
+    engine = Extractor(model=tiny_model_file, batch_size=4).ensure_loaded().engine_
+    predict = engine.predict
+
+    def recorded(crops):
+        model_threads.add(threading.current_thread().name)
+        return predict(crops)
+
+    engine.predict = recorded
+    rows = iter_frame_rows(engine, frames(), "stream", 25.0, detector=GroundTruth(), detect_side=None)
+    first = next(rows)
+    assert first["frame"] == 0 and len(consumed) < 20
+    assert [row["frame"] for row in [first, *rows]] == list(range(60))
+    assert model_threads and all(name.startswith("deepfever-embed") for name in model_threads)
