@@ -169,7 +169,8 @@ class Extractor:
         self.device_ = resolve_device_name(self.device)
         onnx_file = str(self.model).endswith(".onnx")
         self.backend_ = self.backend if self.backend != "auto" else "onnxruntime" if self.device_ == "cpu" or onnx_file else "torch"
-        self.model_, fingerprint = self._load_onnx() if self.backend_ == "onnxruntime" else (None, {})
+        self.model_, fingerprint = self._load_onnx(fallback=self.backend == "auto" and not onnx_file) \
+            if self.backend_ == "onnxruntime" else (None, {})
         if self.model_ is None:
             self.backend_ = "torch"
             self.model_, fingerprint = self._load_torch()
@@ -189,8 +190,8 @@ class Extractor:
                                   device=self.device_, detector_options=self.detector_options)
         return self
 
-    def _load_onnx(self) -> tuple[Any, dict[str, Any]]:
-        """The ONNX Runtime model and its fingerprint; ``(None, {})`` when ``backend="auto"`` and it cannot run here."""
+    def _load_onnx(self, fallback: bool) -> tuple[Any, dict[str, Any]]:
+        """The ONNX Runtime model and its fingerprint; ``(None, {})`` when it cannot run here and torch may (``fallback``)."""
         from deepfever.models.onnx_runtime import load_onnx_backend
 
         # Falls back on a missing onnx package, a cache that cannot be written, an architecture the exporter or
@@ -198,7 +199,7 @@ class Extractor:
         try:
             model = load_onnx_backend(self.model, self.device_)
         except (ImportError, OSError, RuntimeError) as error:
-            if self.backend != "auto" or isinstance(error, FileNotFoundError) or str(self.model).endswith(".onnx"):
+            if not fallback or isinstance(error, FileNotFoundError):
                 raise
             logger.warning("ONNX Runtime cannot run %s (%s); running it with torch", self.model, error)
             return None, {}
